@@ -1,0 +1,210 @@
+"""Settings from flags > `MCPSEC_*` environment > TOML file > defaults, as one frozen value.
+
+    settings = load_settings(os.environ, flags={"store.url": "redis://localhost"})
+    settings.store.url, settings.source_of("store.url")     # "redis://localhost", "flag --store"
+
+`load_settings` is pure: it reads the environment it is given and the file it is pointed at,
+nothing at import time, so tests pass a dict.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mcpsec.core.durations import parse_duration
+from mcpsec.core.errors import ConfigError, InvalidInputError
+from mcpsec.core.secret_files import Secret
+from mcpsec.store.url import redact_url
+
+CONFIG_ENV = "MCPSEC_CONFIG"
+
+# Every setting: its dotted name, the environment variable that sets it, and whether it is a
+# secret (redacted by `config show`). Later capabilities add their rows here.
+ENV_VARS: dict[str, str] = {
+    "store.url": "MCPSEC_STORE_URL",
+    "store.prefix": "MCPSEC_STORE_PREFIX",
+    "store.timeout": "MCPSEC_STORE_TIMEOUT",
+    "tokens.secret": "MCPSEC_JWT_SECRET",
+    "tokens.secret_file": "MCPSEC_JWT_SECRET_FILE",
+}
+SECRET_SETTINGS = frozenset({"tokens.secret"})
+FILE_ONLY_FORBIDDEN = frozenset({"tokens.secret"})  # a secret value never lives in the config file
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    url: str
+    prefix: str = "mcpsec:"
+    timeout: float = 2.0
+
+
+@dataclass(frozen=True)
+class TokenSettings:
+    secret: Secret | None = field(default=None, repr=False)
+    secret_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    config_path: Path
+    config_found: bool
+    store: StoreSettings
+    tokens: TokenSettings
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def source_of(self, name: str) -> str:
+        return self.sources.get(name, "default")
+
+
+def config_home(environ: Mapping[str, str]) -> Path:
+    return _xdg(environ, "XDG_CONFIG_HOME", ".config") / "mcpsec"
+
+
+def data_home(environ: Mapping[str, str]) -> Path:
+    return _xdg(environ, "XDG_DATA_HOME", ".local/share") / "mcpsec"
+
+
+def default_config_path(environ: Mapping[str, str]) -> Path:
+    return config_home(environ) / "config.toml"
+
+
+def default_store_url(environ: Mapping[str, str]) -> str:
+    return f"sqlite://{(data_home(environ) / 'mcpsec.db').absolute()}"
+
+
+def default_secret_file(environ: Mapping[str, str], config_path: Path | None = None) -> Path:
+    folder = config_path.parent if config_path else config_home(environ)
+    return folder / "jwt.secret"
+
+
+def resolve_config_path(environ: Mapping[str, str], flag: Path | None = None) -> Path:
+    """`--config` wins over `MCPSEC_CONFIG`, which wins over the XDG location."""
+    if flag is not None:
+        return flag.expanduser()
+    if environ.get(CONFIG_ENV):
+        return Path(environ[CONFIG_ENV]).expanduser()
+    return default_config_path(environ)
+
+
+def load_settings(
+    environ: Mapping[str, str],
+    *,
+    config_path: Path | None = None,
+    flags: Mapping[str, str] | None = None,
+) -> Settings:
+    """Merge the four layers and validate every value, naming the layer a bad value came from."""
+    path = resolve_config_path(environ, config_path)
+    layers: list[tuple[str, dict[str, Any]]] = [
+        ("default", {"store.url": default_store_url(environ)}),
+        (f"file {path}", _read_file(path)),
+        ("environment", _from_env(environ)),
+        ("flag", {k: v for k, v in (flags or {}).items() if v is not None}),
+    ]
+    merged: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for source, values in layers:
+        for name, value in values.items():
+            merged[name] = value
+            sources[name] = source if source != "environment" else f"env {ENV_VARS[name]}"
+    return _build(path, path.is_file(), merged, sources)
+
+
+def _xdg(environ: Mapping[str, str], var: str, fallback: str) -> Path:
+    if environ.get(var):
+        return Path(environ[var])
+    home = environ.get("HOME")
+    return (Path(home) if home else Path.home()) / fallback
+
+
+def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    return {name: environ[var] for name, var in ENV_VARS.items() if environ.get(var)}
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            document = tomllib.load(f)
+    except FileNotFoundError:
+        return {}
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}", source=str(path)) from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid TOML: {e}", source=str(path)) from e
+    return _flatten(document, path)
+
+
+def _flatten(document: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    """Dotted names for the known settings; an unknown name is an error, since a typo is silent."""
+    flat: dict[str, Any] = {}
+    for section, table in document.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"config file {path}: `{section}` must be a [section]")
+        for key, value in table.items():
+            name = f"{section}.{key}"
+            if name not in ENV_VARS or name in FILE_ONLY_FORBIDDEN:
+                raise ConfigError(f"config file {path}: unknown setting `{key}` in [{section}]")
+            flat[name] = value
+    return flat
+
+
+def _build(path: Path, found: bool, merged: dict[str, Any], sources: dict[str, str]) -> Settings:
+    def text(name: str) -> str:
+        value = merged[name]
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{name} from {sources[name]} must be a non-empty string")
+        return value.strip()
+
+    def optional(name: str) -> str | None:
+        return text(name) if name in merged else None
+
+    timeout = optional("store.timeout")
+    store = StoreSettings(
+        url=text("store.url"),
+        prefix=optional("store.prefix") or StoreSettings.prefix,
+        timeout=_duration(timeout, "store.timeout", sources) if timeout else StoreSettings.timeout,
+    )
+    secret = optional("tokens.secret")
+    secret_file = optional("tokens.secret_file")
+    tokens = TokenSettings(
+        secret=Secret(secret.encode(), "env MCPSEC_JWT_SECRET") if secret else None,
+        secret_file=_relative_to(path, secret_file) if secret_file else None,
+    )
+    return Settings(path, found, store, tokens, sources)
+
+
+def _duration(value: str, name: str, sources: Mapping[str, str]) -> float:
+    try:
+        return parse_duration(value, field=name)
+    except InvalidInputError as e:
+        raise ConfigError(f"{name} from {sources[name]}: {e}") from e
+
+
+def _relative_to(config_path: Path, value: str) -> Path:
+    """A relative secret path is relative to the config file, so a config folder moves whole."""
+    candidate = Path(value).expanduser()
+    return candidate if candidate.is_absolute() else config_path.parent / candidate
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """Every setting as `config show` prints it: secrets replaced by where they come from."""
+    tokens_secret = f"<set by {settings.tokens.secret.source}>" if settings.tokens.secret else None
+    return {
+        "config_path": str(settings.config_path),
+        "config_found": settings.config_found,
+        "store": {
+            "url": redact_url(settings.store.url),
+            "prefix": settings.store.prefix,
+            "timeout": settings.store.timeout,
+        },
+        "tokens": {
+            "secret": tokens_secret,
+            "secret_file": str(settings.tokens.secret_file)
+            if settings.tokens.secret_file
+            else None,
+        },
+        "sources": dict(settings.sources),
+    }

@@ -1,0 +1,44 @@
+"""Durations as people write them in runbooks: `90s`, `30m`, `24h`, `7d`, `2w`, `1h30m`.
+
+parse_duration("1h30m")    # 5400.0
+format_duration(5400)      # "1h30m"
+"""
+
+from __future__ import annotations
+
+import re
+
+from mcpsec.core.errors import InvalidInputError
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_WHOLE = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+")
+
+
+def parse_duration(text: str, *, field: str = "duration") -> float:
+    """Return the seconds in `text`; a bare number is refused because its unit would be a guess."""
+    cleaned = text.strip().lower()
+    if not _WHOLE.fullmatch(cleaned):
+        raise InvalidInputError(
+            f"{field}: {text!r} is not a duration",
+            field=field,
+            hint="write it like 90s, 30m, 24h, 7d, 2w or 1h30m",
+        )
+    seconds = sum(float(n) * _UNITS[unit] for n, unit in _PART.findall(cleaned))
+    if seconds <= 0:
+        raise InvalidInputError(f"{field}: {text!r} must be longer than zero", field=field)
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest exact spelling of whole seconds, e.g. 90061 -> `1d1h1m1s`; `0s` for zero."""
+    remaining = round(seconds)
+    if remaining <= 0:
+        return "0s"
+    parts = []
+    for unit in ("d", "h", "m", "s"):
+        size = int(_UNITS[unit])
+        count, remaining = divmod(remaining, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)

@@ -1,0 +1,192 @@
+"""The Store protocol: the few general operations every backend makes atomic.
+
+    store.put("key", "k1", {"name": "ci", "uses": 0}, ttl=3600)
+    store.update("key", "k1", increment={"uses": 1}, expect={"status": "active"})
+    store.list("key", cursor=None, limit=100)      # Page(records, next_cursor)
+
+Records are flat mappings of field name to JSON value, grouped by `kind` and named by `id`.
+Capabilities build their domain operations (verify-and-touch a key, take from a bucket) on
+these seams; a backend may add a single-round-trip version of one, never a second rulebook.
+"""
+
+from __future__ import annotations
+
+import builtins
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Final, Protocol, runtime_checkable
+
+from mcpsec.core.errors import InvalidInputError
+
+JSONValue = Any
+"""Anything `json.dumps` accepts: str, int, float, bool, None, lists and dicts of those."""
+
+# Ids and kinds end up inside Redis keys and hash tags: braces would move the hash tag,
+# whitespace and control characters would make keys unreadable in redis-cli.
+_NAME = re.compile(r"[^\s{}\x00-\x1f\x7f]{1,200}")
+_KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")
+RESERVED_PREFIX: Final = "__"
+
+
+class UpdateStatus(StrEnum):
+    UPDATED = "updated"
+    CONFLICT = "conflict"  # a condition in `expect` did not hold; nothing was changed
+    MISSING = "missing"  # no live record with that id
+
+
+class _Keep:
+    """Marker for `update(ttl=KEEP_TTL)`: leave the record's expiry as it is."""
+
+    def __repr__(self) -> str:
+        return "KEEP_TTL"
+
+
+KEEP_TTL: Final = _Keep()
+
+
+@dataclass(frozen=True)
+class Record:
+    kind: str
+    id: str
+    fields: Mapping[str, JSONValue]
+    expires_at: float | None = None  # epoch seconds by the store's clock; None = never
+
+
+@dataclass(frozen=True)
+class Page:
+    records: tuple[Record, ...]
+    next_cursor: str | None  # pass back to `list` for the next page; None when done
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    status: UpdateStatus
+    record: Record | None  # after the update; the unchanged record on CONFLICT; None if MISSING
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    id: str  # opaque, increasing within a stream; pass as `after` to read what follows
+    time: float  # epoch seconds by the store's clock
+    fields: Mapping[str, JSONValue]
+
+
+@dataclass(frozen=True)
+class StoreInfo:
+    backend: str  # "sqlite", "redis", "redis-cluster"
+    url: str  # redacted: never carries a password
+    version: str
+    details: Mapping[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Every method is atomic on its own; every failure is an `mcpsec.core.errors.StoreError`."""
+
+    def put(
+        self,
+        kind: str,
+        id: str,
+        fields: Mapping[str, JSONValue],
+        *,
+        ttl: float | None = None,
+        only_if_absent: bool = False,
+    ) -> bool:
+        """Write a whole record (replacing any); False when `only_if_absent` and one exists."""
+        ...
+
+    def get(self, kind: str, id: str) -> Record | None: ...
+
+    def delete(self, kind: str, id: str) -> bool:
+        """True if a live record was deleted."""
+        ...
+
+    def list(self, kind: str, *, cursor: str | None = None, limit: int = 100) -> Page:
+        """Live records in id order, a page at a time; cost follows `limit`, not the total."""
+        ...
+
+    def update(
+        self,
+        kind: str,
+        id: str,
+        *,
+        set: Mapping[str, JSONValue] | None = None,
+        increment: Mapping[str, int] | None = None,
+        expect: Mapping[str, JSONValue] | None = None,
+        ttl: float | _Keep | None = KEEP_TTL,
+    ) -> UpdateResult:
+        """Compare-and-update in one atomic step.
+
+        Every field in `expect` must equal its value (None matches an absent field) or nothing
+        changes and the status is CONFLICT. Then `set` is written, `increment` is added
+        (absent counts as 0), and the expiry is kept, removed (None) or reset (seconds).
+        """
+        ...
+
+    def log_append(
+        self, stream: str, fields: Mapping[str, JSONValue], *, maxlen: int | None = None
+    ) -> LogEntry:
+        """Append one entry; with `maxlen`, older entries beyond it may be trimmed."""
+        ...
+
+    def log_read(
+        self, stream: str, *, after: str | None = None, limit: int = 100, block: float = 0
+    ) -> builtins.list[LogEntry]:
+        """Entries after `after` (from the start when None), oldest first.
+
+        With `block` > 0, waits up to that many seconds for at least one entry; this is how
+        `audit tail -f` follows the log.
+        """
+        ...
+
+    def log_tail(self, stream: str, count: int) -> builtins.list[LogEntry]:
+        """The newest `count` entries, oldest first."""
+        ...
+
+    def now(self) -> float:
+        """The store's clock in epoch seconds: the time every expiry is measured against."""
+        ...
+
+    def info(self) -> StoreInfo: ...
+
+    def close(self) -> None: ...
+
+
+def check_kind(kind: str) -> str:
+    if not _KIND.fullmatch(kind):
+        raise InvalidInputError(
+            f"record kind {kind!r} must be lowercase letters, digits and _ (at most 32)",
+            field="kind",
+        )
+    return kind
+
+
+def check_id(id: str, what: str = "id") -> str:
+    """Refuse ids that would break a Redis hash tag or a terminal: braces, spaces, controls."""
+    if not _NAME.fullmatch(id):
+        raise InvalidInputError(
+            f"{what} {id!r} must be 1-200 characters without spaces, braces or control characters",
+            field=what,
+        )
+    return id
+
+
+def check_fields(fields: Mapping[str, JSONValue]) -> Mapping[str, JSONValue]:
+    for name in fields:
+        if not name or name.startswith(RESERVED_PREFIX) or not _NAME.fullmatch(name):
+            raise InvalidInputError(f"field name {name!r} is not allowed", field="fields")
+    return fields
+
+
+def check_ttl(ttl: float | None) -> float | None:
+    if ttl is not None and ttl <= 0:
+        raise InvalidInputError(f"ttl must be positive, got {ttl}", field="ttl")
+    return ttl
+
+
+def check_limit(limit: int) -> int:
+    if not 1 <= limit <= 10_000:
+        raise InvalidInputError(f"limit must be between 1 and 10000, got {limit}", field="limit")
+    return limit

@@ -1,0 +1,380 @@
+"""The embedded default store: one SQLite file, safe for many threads and processes at once.
+
+    store = SqliteStore(Path("~/.local/share/mcpsec/mcpsec.db").expanduser(), url=...)
+
+WAL lets readers run beside one writer; every write runs in `BEGIN IMMEDIATE`, which takes
+the write lock up front so that a read-modify-write can never interleave with another.
+The busy timeout is the store timeout: a locked database waits that long, then fails loudly.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Final
+
+from mcpsec.core.clock import Clock, SystemClock
+from mcpsec.core.errors import (
+    InvalidInputError,
+    StoreError,
+    StoreReadOnlyError,
+    StoreUnavailableError,
+)
+from mcpsec.core.secret_files import ensure_private_dir
+from mcpsec.store import codec
+from mcpsec.store.interface import (
+    KEEP_TTL,
+    JSONValue,
+    LogEntry,
+    Page,
+    Record,
+    StoreInfo,
+    UpdateResult,
+    UpdateStatus,
+    _Keep,
+    check_fields,
+    check_id,
+    check_kind,
+    check_limit,
+    check_ttl,
+)
+from mcpsec.store.url import redact_url
+
+SCHEMA_VERSION: Final = 1
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS records (
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    data TEXT NOT NULL,
+    expires_at REAL,
+    PRIMARY KEY (kind, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS records_expiry ON records (expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    stream TEXT NOT NULL,
+    time REAL NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS log_stream ON log (stream, seq);
+"""
+_PURGE_EVERY: Final = 60.0  # seconds between sweeps of expired rows; reads ignore them anyway
+_FOLLOW_POLL: Final = 0.05
+
+
+class SqliteStore:
+    """Store backed by one SQLite file; a connection per thread, shared file between processes."""
+
+    backend = "sqlite"
+
+    def __init__(
+        self, path: Path, *, url: str, timeout: float = 2.0, clock: Clock | None = None
+    ) -> None:
+        self.path = path
+        self.url = url
+        self.timeout = timeout
+        self.clock = clock or SystemClock()
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._next_purge = 0.0
+        self._create_file()
+        with self._errors():
+            self._migrate(self._connection())
+
+    # -- records ---------------------------------------------------------------------------
+
+    def put(
+        self,
+        kind: str,
+        id: str,
+        fields: Mapping[str, JSONValue],
+        *,
+        ttl: float | None = None,
+        only_if_absent: bool = False,
+    ) -> bool:
+        check_kind(kind)
+        check_id(id)
+        check_fields(fields)
+        check_ttl(ttl)
+        data = codec.encode_document(fields)
+        with self._write() as db:
+            now = self.clock.now()
+            if only_if_absent and self._live_row(db, kind, id, now) is not None:
+                return False
+            db.execute(
+                "INSERT OR REPLACE INTO records (kind, id, data, expires_at) VALUES (?, ?, ?, ?)",
+                (kind, id, data, now + ttl if ttl else None),
+            )
+            return True
+
+    def get(self, kind: str, id: str) -> Record | None:
+        check_kind(kind)
+        check_id(id)
+        with self._errors():
+            row = self._live_row(self._connection(), kind, id, self.clock.now())
+        return _record(kind, id, row[0], row[1]) if row else None
+
+    def delete(self, kind: str, id: str) -> bool:
+        check_kind(kind)
+        check_id(id)
+        with self._write() as db:
+            cursor = db.execute(
+                "DELETE FROM records WHERE kind = ? AND id = ? AND "
+                "(expires_at IS NULL OR expires_at > ?)",
+                (kind, id, self.clock.now()),
+            )
+            return cursor.rowcount > 0
+
+    def list(self, kind: str, *, cursor: str | None = None, limit: int = 100) -> Page:
+        check_kind(kind)
+        check_limit(limit)
+        with self._errors():
+            rows = (
+                self._connection()
+                .execute(
+                    "SELECT id, data, expires_at FROM records WHERE kind = ? AND id > ? "
+                    "AND (expires_at IS NULL OR expires_at > ?) ORDER BY id LIMIT ?",
+                    (kind, cursor or "", self.clock.now(), limit + 1),
+                )
+                .fetchall()
+            )
+        records = tuple(_record(kind, id, data, exp) for id, data, exp in rows[:limit])
+        more = len(rows) > limit
+        return Page(records, records[-1].id if more else None)
+
+    def update(
+        self,
+        kind: str,
+        id: str,
+        *,
+        set: Mapping[str, JSONValue] | None = None,
+        increment: Mapping[str, int] | None = None,
+        expect: Mapping[str, JSONValue] | None = None,
+        ttl: float | _Keep | None = KEEP_TTL,
+    ) -> UpdateResult:
+        check_kind(kind)
+        check_id(id)
+        check_fields({**(set or {}), **(increment or {}), **(expect or {})})
+        if not isinstance(ttl, _Keep):
+            check_ttl(ttl)
+        with self._write() as db:
+            now = self.clock.now()
+            row = self._live_row(db, kind, id, now)
+            if row is None:
+                return UpdateResult(UpdateStatus.MISSING, None)
+            fields = codec.decode(row[0])
+            expires_at = row[1]
+            if not _expected(fields, expect or {}):
+                return UpdateResult(UpdateStatus.CONFLICT, _record(kind, id, row[0], expires_at))
+            fields.update(set or {})
+            for name, amount in (increment or {}).items():
+                fields[name] = int(fields.get(name) or 0) + int(amount)
+            if not isinstance(ttl, _Keep):
+                expires_at = now + ttl if ttl else None
+            data = codec.encode_document(fields)
+            db.execute(
+                "UPDATE records SET data = ?, expires_at = ? WHERE kind = ? AND id = ?",
+                (data, expires_at, kind, id),
+            )
+            return UpdateResult(UpdateStatus.UPDATED, _record(kind, id, data, expires_at))
+
+    # -- log -------------------------------------------------------------------------------
+
+    def log_append(
+        self, stream: str, fields: Mapping[str, JSONValue], *, maxlen: int | None = None
+    ) -> LogEntry:
+        check_kind(stream)
+        data = codec.encode_document(fields)
+        with self._write() as db:
+            now = self.clock.now()
+            seq = db.execute(
+                "INSERT INTO log (stream, time, data) VALUES (?, ?, ?)", (stream, now, data)
+            ).lastrowid
+            assert seq is not None
+            if maxlen is not None:
+                db.execute(
+                    "DELETE FROM log WHERE stream = ? AND seq <= (SELECT seq FROM log "
+                    "WHERE stream = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                    (stream, stream, maxlen),
+                )
+        return LogEntry(str(seq), now, codec.decode(data))
+
+    def log_read(
+        self, stream: str, *, after: str | None = None, limit: int = 100, block: float = 0
+    ) -> builtins.list[LogEntry]:
+        check_kind(stream)
+        check_limit(limit)
+        start = _seq(after)
+        deadline = time.monotonic() + block
+        while True:
+            with self._errors():
+                rows = (
+                    self._connection()
+                    .execute(
+                        "SELECT seq, time, data FROM log WHERE stream = ? AND seq > ? "
+                        "ORDER BY seq LIMIT ?",
+                        (stream, start, limit),
+                    )
+                    .fetchall()
+                )
+            if rows or time.monotonic() >= deadline:
+                return [LogEntry(str(seq), t, codec.decode(data)) for seq, t, data in rows]
+            time.sleep(min(_FOLLOW_POLL, max(0.0, deadline - time.monotonic())))
+
+    def log_tail(self, stream: str, count: int) -> builtins.list[LogEntry]:
+        check_kind(stream)
+        check_limit(count)
+        with self._errors():
+            rows = (
+                self._connection()
+                .execute(
+                    "SELECT seq, time, data FROM log WHERE stream = ? ORDER BY seq DESC LIMIT ?",
+                    (stream, count),
+                )
+                .fetchall()
+            )
+        return [LogEntry(str(seq), t, codec.decode(data)) for seq, t, data in reversed(rows)]
+
+    # -- the rest --------------------------------------------------------------------------
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    def info(self) -> StoreInfo:
+        with self._errors():
+            db = self._connection()
+            (mode,) = db.execute("PRAGMA journal_mode").fetchone()
+        return StoreInfo(
+            "sqlite",
+            redact_url(self.url),
+            sqlite3.sqlite_version,
+            {"path": str(self.path), "journal_mode": str(mode), "schema": str(SCHEMA_VERSION)},
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _create_file(self) -> None:
+        """Create the folder 0700 and the file 0600 before SQLite does it with the umask."""
+        try:
+            ensure_private_dir(self.path.parent)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            os.close(fd)
+        except OSError as e:
+            raise StoreUnavailableError(
+                f"cannot open the SQLite store {self.path}: {e.strerror}",
+                hint="check the path in MCPSEC_STORE_URL or --store, and its permissions",
+            ) from e
+
+    def _connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(
+                self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+            )
+            connection.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            connection.execute("PRAGMA synchronous = NORMAL")
+            self._local.connection = connection
+            with self._lock:
+                self._connections.append(connection)
+        return connection
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the SQLite store {self.path} was written by a newer mcpsec (schema {version})",
+                hint="upgrade mcpsec",
+            )
+        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            db.execute("PRAGMA journal_mode = WAL")
+        if version < SCHEMA_VERSION:
+            with self._write() as tx:
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    tx.execute(statement)
+                tx.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @staticmethod
+    def _live_row(
+        db: sqlite3.Connection, kind: str, id: str, now: float
+    ) -> tuple[str, float | None] | None:
+        row: tuple[str, float | None] | None = db.execute(
+            "SELECT data, expires_at FROM records WHERE kind = ? AND id = ? "
+            "AND (expires_at IS NULL OR expires_at > ?)",
+            (kind, id, now),
+        ).fetchone()
+        return row
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction that holds the lock from its first statement to COMMIT."""
+        with self._errors():
+            db = self._connection()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                self._purge_expired(db)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+
+    def _purge_expired(self, db: sqlite3.Connection) -> None:
+        now = self.clock.now()
+        if now >= self._next_purge:
+            self._next_purge = now + _PURGE_EVERY
+            db.execute("DELETE FROM records WHERE expires_at <= ?", (now,))
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as e:
+            raise _translate(e, self.path) from e
+
+
+def _record(kind: str, id: str, data: str, expires_at: float | None) -> Record:
+    return Record(kind, id, codec.decode(data), expires_at)
+
+
+def _expected(fields: Mapping[str, JSONValue], expect: Mapping[str, JSONValue]) -> bool:
+    return all(
+        codec.encode(fields.get(name)) == codec.encode(value) for name, value in expect.items()
+    )
+
+
+def _seq(after: str | None) -> int:
+    if after is None:
+        return 0
+    try:
+        return int(after)
+    except ValueError:
+        raise InvalidInputError(f"log position {after!r} is not one this store wrote") from None
+
+
+def _translate(error: sqlite3.Error, path: Path) -> StoreError:
+    text = str(error)
+    if "locked" in text or "busy" in text:
+        return StoreUnavailableError(
+            f"the SQLite store {path} stayed locked by another writer past the timeout",
+            hint="retry, or raise store.timeout",
+        )
+    if "readonly" in text or "read-only" in text:
+        return StoreReadOnlyError(f"the SQLite store {path} is read-only: {text}")
+    if isinstance(error, sqlite3.OperationalError):
+        return StoreUnavailableError(f"the SQLite store {path} cannot be used: {text}")
+    return StoreError(f"the SQLite store {path} failed: {text}")
