@@ -1,0 +1,327 @@
+"""Redis backends, standalone and Cluster: one class, since scripts route by their keys.
+
+    store = RedisStore.from_url(parse_store_url("redis://localhost:6379/0"), prefix="mcpsec:")
+
+Key layout (every key of one entity shares a hash tag, so each script touches one slot):
+
+    <prefix><kind>:{<id>}     a record: hash of field -> canonical JSON, plus `__exp`
+    <prefix>idx:{<kind>}      ids of a kind, a sorted set ordered by id (cursor listing)
+    <prefix>exp:{<kind>}      the same ids scored by expiry, to sweep the index
+    <prefix>log:{<stream>}    a stream; each entry holds one field `d`, the JSON body
+
+Every read-modify-write is a Lua script with the server's `TIME`. The client never retries:
+a script that timed out may have run, and running it twice would count twice.
+"""
+
+from __future__ import annotations
+
+import builtins
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any, Final
+
+import redis
+from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import RedisClusterException
+from redis.retry import Retry
+
+from mcpsec.core.errors import InvalidInputError, StoreError
+from mcpsec.store import codec
+from mcpsec.store.interface import (
+    KEEP_TTL,
+    JSONValue,
+    LogEntry,
+    Page,
+    Record,
+    StoreInfo,
+    UpdateResult,
+    UpdateStatus,
+    _Keep,
+    check_fields,
+    check_id,
+    check_kind,
+    check_limit,
+    check_ttl,
+)
+from mcpsec.store.redis_errors import translate
+from mcpsec.store.url import StoreUrl, redact_url
+
+EXPIRY_FIELD: Final = "__exp"
+LOG_FIELD: Final = "d"
+SWEEP_PER_WRITE: Final = 20
+_SCRIPTS: Final = ("record_put", "record_update", "index_add", "index_remove")
+
+Client = redis.Redis | RedisCluster
+
+
+class RedisStore:
+    """Store on a Redis server or cluster; safe to share between threads (pooled connections)."""
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        url: str,
+        prefix: str = "mcpsec:",
+        timeout: float = 2.0,
+        backend: str = "redis",
+    ) -> None:
+        self.client = client
+        self.url = url
+        self.prefix = prefix
+        self.timeout = timeout
+        self.backend = backend
+        self._scripts = {name: client.register_script(_source(name)) for name in _SCRIPTS}
+
+    @classmethod
+    def from_url(cls, url: StoreUrl, *, prefix: str, timeout: float) -> RedisStore:
+        """A client with explicit timeouts and no retries, so a dead server fails fast, once."""
+        common: dict[str, Any] = {
+            "socket_connect_timeout": timeout,
+            "socket_timeout": timeout,
+            "retry": Retry(NoBackoff(), 0),
+            "decode_responses": True,
+        }
+        client: Client
+        if url.backend == "redis-cluster":
+            client = RedisCluster(
+                startup_nodes=_nodes(url),
+                username=url.username,
+                password=url.password,
+                ssl=url.tls,
+                **common,
+            )
+        else:
+            client = redis.Redis.from_url(url.url, **common)
+        return cls(client, url=url.url, prefix=prefix, timeout=timeout, backend=url.backend)
+
+    # -- records ---------------------------------------------------------------------------
+
+    def put(
+        self,
+        kind: str,
+        id: str,
+        fields: Mapping[str, JSONValue],
+        *,
+        ttl: float | None = None,
+        only_if_absent: bool = False,
+    ) -> bool:
+        check_kind(kind)
+        check_id(id)
+        check_fields(fields)
+        check_ttl(ttl)
+        pairs = [item for pair in codec.encode_fields(fields).items() for item in pair]
+        ttl_ms = _milliseconds(ttl) if ttl else ""
+        with self._errors():
+            self._index(kind, id, ttl_ms or 0)
+            written = self._scripts["record_put"](
+                keys=[self._record_key(kind, id)],
+                args=["1" if only_if_absent else "0", ttl_ms, *pairs],
+            )
+        return int(written) >= 0
+
+    def get(self, kind: str, id: str) -> Record | None:
+        check_kind(kind)
+        check_id(id)
+        with self._errors():
+            raw = self.client.hgetall(self._record_key(kind, id))
+        return _record(kind, id, raw) if raw else None
+
+    def delete(self, kind: str, id: str) -> bool:
+        check_kind(kind)
+        check_id(id)
+        with self._errors():
+            deleted = int(self.client.delete(self._record_key(kind, id)))
+            self._scripts["index_remove"](keys=self._index_keys(kind), args=[id])
+        return deleted > 0
+
+    def list(self, kind: str, *, cursor: str | None = None, limit: int = 100) -> Page:
+        check_kind(kind)
+        check_limit(limit)
+        start = f"({cursor}" if cursor else "-"
+        with self._errors():
+            ids = self.client.zrange(
+                self._index_keys(kind)[0], start, "+", bylex=True, offset=0, num=limit
+            )
+            pipe = self.client.pipeline(transaction=False)
+            for id in ids:
+                pipe.hgetall(self._record_key(kind, id))
+            raws = pipe.execute() if ids else []
+        # An id whose record expired stays indexed until a write sweeps it: skip it here.
+        records = tuple(_record(kind, id, raw) for id, raw in zip(ids, raws, strict=True) if raw)
+        return Page(records, ids[-1] if len(ids) == limit else None)
+
+    def update(
+        self,
+        kind: str,
+        id: str,
+        *,
+        set: Mapping[str, JSONValue] | None = None,
+        increment: Mapping[str, int] | None = None,
+        expect: Mapping[str, JSONValue] | None = None,
+        ttl: float | _Keep | None = KEEP_TTL,
+    ) -> UpdateResult:
+        check_kind(kind)
+        check_id(id)
+        check_fields({**(set or {}), **(increment or {}), **(expect or {})})
+        mode, ttl_ms = _expiry_mode(ttl)
+        args = [mode, ttl_ms, len(expect or {}), len(set or {}), len(increment or {})]
+        for name, value in (expect or {}).items():
+            args += [name, codec.encode(value)]
+        for name, value in (set or {}).items():
+            args += [name, codec.encode(value)]
+        for name, amount in (increment or {}).items():
+            args += [name, str(_integer(name, amount))]
+        with self._errors():
+            reply = self._scripts["record_update"](keys=[self._record_key(kind, id)], args=args)
+            status = UpdateStatus(reply[0])
+            if status is UpdateStatus.UPDATED and mode != "keep":
+                self._index(kind, id, ttl_ms or 0)
+        if status is UpdateStatus.MISSING:
+            return UpdateResult(status, None)
+        raw = dict(zip(reply[1::2], reply[2::2], strict=True))
+        return UpdateResult(status, _record(kind, id, raw))
+
+    # -- log -------------------------------------------------------------------------------
+
+    def log_append(
+        self, stream: str, fields: Mapping[str, JSONValue], *, maxlen: int | None = None
+    ) -> LogEntry:
+        check_kind(stream)
+        body = codec.encode_document(fields)
+        with self._errors():
+            entry_id = self.client.xadd(
+                self._log_key(stream), {LOG_FIELD: body}, maxlen=maxlen, approximate=True
+            )
+        return _entry(entry_id, {LOG_FIELD: body})
+
+    def log_read(
+        self, stream: str, *, after: str | None = None, limit: int = 100, block: float = 0
+    ) -> builtins.list[LogEntry]:
+        check_kind(stream)
+        check_limit(limit)
+        key = self._log_key(stream)
+        position = _position(after)
+        deadline = time.monotonic() + block
+        with self._errors():
+            entries = self.client.xrange(key, f"({position}", "+", count=limit)
+            # XREAD BLOCK longer than the socket timeout would fail as a timeout: wait in
+            # short blocking reads until the caller's deadline.
+            while not entries and (remaining := deadline - time.monotonic()) > 0:
+                wait_ms = max(1, int(min(remaining, self.timeout / 2) * 1000))
+                reply = self.client.xread({key: position}, count=limit, block=wait_ms)
+                entries = reply[0][1] if reply else []
+        return [_entry(entry_id, body) for entry_id, body in entries]
+
+    def log_tail(self, stream: str, count: int) -> builtins.list[LogEntry]:
+        check_kind(stream)
+        check_limit(count)
+        with self._errors():
+            entries = self.client.xrevrange(self._log_key(stream), "+", "-", count=count)
+        return [_entry(entry_id, body) for entry_id, body in reversed(entries)]
+
+    # -- the rest --------------------------------------------------------------------------
+
+    def now(self) -> float:
+        with self._errors():
+            seconds, micros = self._one_node().time()
+        return int(seconds) + int(micros) / 1_000_000
+
+    def info(self) -> StoreInfo:
+        with self._errors():
+            node = self._one_node()
+            server = node.info("server")
+            memory = node.info("memory")
+        details = {
+            "maxmemory_policy": str(memory.get("maxmemory_policy", "unknown")),
+            "mode": str(server.get("redis_mode", "standalone")),
+        }
+        return StoreInfo(
+            self.backend, redact_url(self.url), str(server.get("redis_version", "?")), details
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _record_key(self, kind: str, id: str) -> str:
+        return f"{self.prefix}{kind}:{{{id}}}"
+
+    def _index_keys(self, kind: str) -> builtins.list[str]:
+        return [f"{self.prefix}idx:{{{kind}}}", f"{self.prefix}exp:{{{kind}}}"]
+
+    def _log_key(self, stream: str) -> str:
+        return f"{self.prefix}log:{{{stream}}}"
+
+    def _index(self, kind: str, id: str, ttl_ms: int | str) -> None:
+        self._scripts["index_add"](
+            keys=self._index_keys(kind), args=[id, str(ttl_ms or 0), SWEEP_PER_WRITE]
+        )
+
+    def _one_node(self) -> Any:
+        """Server-wide questions (time, version) go to one node, also on a cluster."""
+        if isinstance(self.client, RedisCluster):
+            node = self.client.get_default_node()  # type: ignore[no-untyped-call]
+            return node.redis_connection or self.client
+        return self.client
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except (redis.RedisError, RedisClusterException) as e:
+            raise translate(e, redact_url(self.url)) from e
+        except OSError as e:  # a socket error the client did not wrap
+            raise translate(redis.ConnectionError(str(e)), redact_url(self.url)) from e
+
+
+def _nodes(url: StoreUrl) -> builtins.list[ClusterNode]:
+    return [ClusterNode(host, port) for host, port in url.nodes]  # type: ignore[no-untyped-call]
+
+
+def _source(name: str) -> str:
+    return resources.files("mcpsec.store").joinpath(f"scripts/{name}.lua").read_text()
+
+
+def _milliseconds(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def _expiry_mode(ttl: float | _Keep | None) -> tuple[str, int | str]:
+    if isinstance(ttl, _Keep):
+        return "keep", ""
+    if ttl is None:
+        return "persist", ""
+    check_ttl(ttl)
+    return "set", _milliseconds(ttl)
+
+
+def _integer(name: str, amount: int) -> int:
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise InvalidInputError(f"increment of {name} must be an integer", field=name)
+    return amount
+
+
+def _position(after: str | None) -> str:
+    if after is None:
+        return "0-0"
+    head, _, tail = after.partition("-")
+    if not (head.isdigit() and tail.isdigit()):
+        raise InvalidInputError(f"log position {after!r} is not one this store wrote")
+    return after
+
+
+def _record(kind: str, id: str, raw: Mapping[str, str]) -> Record:
+    expiry = raw.get(EXPIRY_FIELD) or ""
+    fields = {name: codec.decode(value) for name, value in raw.items() if name != EXPIRY_FIELD}
+    return Record(kind, id, fields, int(expiry) / 1000 if expiry else None)
+
+
+def _entry(entry_id: str, body: Mapping[str, str]) -> LogEntry:
+    if LOG_FIELD not in body:
+        raise StoreError(f"log entry {entry_id} was not written by mcpsec")
+    return LogEntry(entry_id, int(entry_id.partition("-")[0]) / 1000, codec.decode(body[LOG_FIELD]))

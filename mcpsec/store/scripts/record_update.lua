@@ -1,0 +1,70 @@
+-- record_update.lua: compare-and-update one record atomically.
+--
+-- KEYS[1]   the record hash, <prefix><kind>:{<id>}
+-- ARGV[1]   expiry mode: "keep", "persist" or "set"
+-- ARGV[2]   time to live in milliseconds when the mode is "set", else ""
+-- ARGV[3]   E, the number of expected field/value pairs
+-- ARGV[4]   S, the number of field/value pairs to set
+-- ARGV[5]   I, the number of field/amount pairs to increment
+-- ARGV[6..] E expected pairs (canonical JSON; "null" matches an absent field), then S set
+--           pairs (canonical JSON), then I increment pairs (integers)
+--
+-- Returns {status, field, value, ...}: "missing" with no fields when there is no record;
+-- "conflict" with the unchanged record when an expectation fails (nothing is written);
+-- "updated" with the record as it now is. A non-integer field to increment is an error
+-- raised before anything is written.
+
+local key = KEYS[1]
+if redis.call("EXISTS", key) == 0 then
+  return {"missing"}
+end
+
+local n_expect, n_set, n_incr = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local i = 6
+for _ = 1, n_expect do
+  local current = redis.call("HGET", key, ARGV[i])
+  if current == false then current = "null" end
+  if current ~= ARGV[i + 1] then
+    local result = redis.call("HGETALL", key)
+    table.insert(result, 1, "conflict")
+    return result
+  end
+  i = i + 2
+end
+
+local writes = {}
+for _ = 1, n_set do
+  writes[#writes + 1] = ARGV[i]
+  writes[#writes + 1] = ARGV[i + 1]
+  i = i + 2
+end
+for _ = 1, n_incr do
+  local current = redis.call("HGET", key, ARGV[i])
+  if current == false or current == "null" then current = "0" end
+  local value = tonumber(current)
+  if value == nil or value ~= math.floor(value) then
+    return redis.error_reply("field " .. ARGV[i] .. " is not an integer")
+  end
+  writes[#writes + 1] = ARGV[i]
+  writes[#writes + 1] = string.format("%d", value + tonumber(ARGV[i + 1]))
+  i = i + 2
+end
+
+if ARGV[1] == "persist" then
+  redis.call("PERSIST", key)
+  writes[#writes + 1] = "__exp"
+  writes[#writes + 1] = ""
+elseif ARGV[1] == "set" then
+  local t = redis.call("TIME")
+  local expires_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[2])
+  redis.call("PEXPIREAT", key, expires_ms)
+  writes[#writes + 1] = "__exp"
+  writes[#writes + 1] = string.format("%d", expires_ms)
+end
+if #writes > 0 then
+  redis.call("HSET", key, unpack(writes))
+end
+
+local result = redis.call("HGETALL", key)
+table.insert(result, 1, "updated")
+return result

@@ -1,0 +1,37 @@
+"""Session-wide fixtures: real Redis processes, started once and only when a test asks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from support.redis_servers import (
+    RedisClusterProcs,
+    RedisServer,
+    require_binaries,
+    start_redis_cluster,
+    start_redis_server,
+)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One standalone `redis-server` on a free port for the whole session (no persistence)."""
+    require_binaries("redis-server", "redis-cli")
+    server = start_redis_server(tmp_path_factory.mktemp("redis"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterProcs]:
+    """One local Redis Cluster (3 masters, no replicas) for the whole session."""
+    require_binaries("redis-server", "redis-cli")
+    cluster = start_redis_cluster(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
