@@ -86,16 +86,19 @@ class RedisStore:
             "decode_responses": True,
         }
         client: Client
-        if url.backend == "redis-cluster":
-            client = RedisCluster(
-                startup_nodes=_nodes(url),
-                username=url.username,
-                password=url.password,
-                ssl=url.tls,
-                **common,
-            )
-        else:
-            client = redis.Redis.from_url(url.url, **common)
+        try:
+            if url.backend == "redis-cluster":
+                client = RedisCluster(
+                    startup_nodes=_nodes(url),
+                    username=url.username,
+                    password=url.password,
+                    ssl=url.tls,
+                    **common,
+                )
+            else:
+                client = redis.Redis.from_url(url.url, **common)
+        except (redis.RedisError, RedisClusterException) as e:
+            raise translate(e, url.redacted) from e
         return cls(client, url=url.url, prefix=prefix, timeout=timeout, backend=url.backend)
 
     # -- records ---------------------------------------------------------------------------
