@@ -1,6 +1,7 @@
-"""`python -m mcpsec` runs the same entry point as the `mcpsec` command."""
+"""`python -m mcpsec` is the same as the `mcpsec` command."""
+
+import sys
 
 from mcpsec.cli.main import main
 
-if __name__ == "__main__":
-    main()
+sys.exit(main())

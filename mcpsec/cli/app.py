@@ -1,0 +1,82 @@
+"""The root of the command tree: global options, then the list of command groups."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mcpsec import __version__
+from mcpsec.cli import config, doctor, pkce
+from mcpsec.cli.group import MCPSecGroup
+from mcpsec.cli.state import CliState
+
+HELP = """Security operations for MCP servers: tokens, API keys, roles, rate limits, audit.
+
+Settings come from flags, then MCPSEC_* environment variables, then the config file
+($XDG_CONFIG_HOME/mcpsec/config.toml), then defaults. Start with `mcpsec config init`
+and `mcpsec doctor`.
+"""
+
+app = typer.Typer(
+    cls=MCPSecGroup,
+    name="mcpsec",
+    help=HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"mcpsec {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    config_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            metavar="PATH",
+            help="Config file to read instead of $MCPSEC_CONFIG or the XDG location.",
+        ),
+    ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            metavar="URL",
+            help="Store URL (sqlite:///…, redis://…, redis+cluster://…); beats MCPSEC_STORE_URL.",
+        ),
+    ] = None,
+    json: Annotated[bool, typer.Option("--json", help="JSON output for every command.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only essential values.")
+    ] = False,
+    no_color: Annotated[
+        bool, typer.Option("--no-color", help="No colours or tables (NO_COLOR is honoured too).")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="More detail on errors, including tracebacks.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    state = CliState(config_path, store, json, quiet, no_color, verbose)
+    ctx.obj = state
+    ctx.call_on_close(state.close)
+
+
+app.add_typer(pkce.app, name="pkce")
+app.add_typer(config.app, name="config")
+app.command("doctor")(doctor.doctor)

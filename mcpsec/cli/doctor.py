@@ -1,0 +1,32 @@
+"""`mcpsec doctor`: check the config, secrets, store and clock; exit 0, 4 or 5."""
+
+from __future__ import annotations
+
+import typer
+
+from mcpsec.cli import errors
+from mcpsec.cli.options import JsonFlag
+from mcpsec.cli.state import state_of
+from mcpsec.core.doctor import Area, DoctorReport, diagnose
+
+_EXIT = {None: errors.OK, Area.CONFIG: errors.CONFIG, Area.STORE: errors.STORE}
+
+
+def doctor(ctx: typer.Context, json: JsonFlag = False) -> None:
+    """Check that config, secrets, store and clock are ready; one line per check.
+
+    Exit 0 when nothing failed (warnings allowed), 4 for a config or secret problem,
+    5 when the store is unavailable.
+
+    Example: mcpsec doctor || echo "fix the line marked fail"
+    """
+    state = state_of(ctx)
+    out = state.output(json=json)
+    report = diagnose(state.environ, config_path=state.config_path, flags=state.flags)
+    out.result(report, human=_lines)
+    raise typer.Exit(_EXIT[report.failed_area])
+
+
+def _lines(report: DoctorReport) -> str:
+    width = max(len(c.name) for c in report.checks)
+    return "\n".join(f"{c.status.value:<4}  {c.name:<{width}}  {c.detail}" for c in report.checks)

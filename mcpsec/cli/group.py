@@ -1,0 +1,78 @@
+"""The root command class: every failure becomes one line and the documented exit code.
+
+Typer's standalone mode would print Rich panels and tracebacks; this runs the app in
+non-standalone mode and renders errors itself, so `CliRunner` tests and the installed
+command behave the same. Unknown exceptions are bugs and propagate (see `main.main`).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import typer
+from typer.core import HAS_RICH, TyperGroup
+
+from mcpsec.cli import errors
+from mcpsec.cli.output import error_line
+from mcpsec.core.errors import MCPSecError
+
+
+class MCPSecGroup(TyperGroup):
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        code = self.run(args, prog_name, complete_var, windows_expand_args, **extra)
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+    def run(
+        self,
+        args: Sequence[str] | None,
+        prog_name: str | None,
+        complete_var: str | None,
+        windows_expand_args: bool,
+        **extra: Any,
+    ) -> int:
+        try:
+            result = super().main(
+                args,
+                prog_name,
+                complete_var,
+                standalone_mode=False,
+                windows_expand_args=windows_expand_args,
+                **extra,
+            )
+        except MCPSecError as e:
+            error_line(str(e))
+            return errors.exit_code_for(e)
+        except typer.TyperException as e:  # click's usage errors and bad parameters
+            return _usage_error(e, help_shown=HAS_RICH and self.rich_markup_mode is not None)
+        except typer.Abort:
+            error_line("aborted")
+            return errors.INTERRUPTED
+        except BrokenPipeError:
+            return errors.OK  # `mcpsec … | head` closed the pipe: not an error
+        return result if isinstance(result, int) else errors.OK
+
+
+def _usage_error(error: typer.TyperException, *, help_shown: bool) -> int:
+    """One line naming the problem; a group called without a command shows its help instead."""
+    ctx = getattr(error, "ctx", None)
+    if type(error).__name__ == "NoArgsIsHelpError":
+        if not help_shown:  # Rich prints the help while the error is being built
+            print(error.format_message())
+        return errors.USAGE
+    message = error.format_message()
+    if ctx is not None:
+        message += f" (see `{ctx.command_path} --help`)"
+    error_line(message)
+    return int(getattr(error, "exit_code", errors.USAGE)) or errors.USAGE

@@ -1,0 +1,35 @@
+"""Options shared by many commands, defined once so they read and behave the same everywhere."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from mcpsec.core.errors import InvalidInputError
+
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document on stdout (for scripts).")
+]
+QuietFlag = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Print only the essential value, nothing else.")
+]
+
+
+def read_value(value: str | None, what: str) -> str:
+    """An argument, or standard input for `-` (or when omitted and stdin is piped).
+
+    Secrets and verifiers belong on stdin: argv is visible to every user through `ps`.
+    Only the trailing newline that `echo` adds is dropped; other whitespace is an error
+    the validators report.
+    """
+    if value is not None and value != "-":
+        return value
+    if value is None and sys.stdin.isatty():
+        raise InvalidInputError(f"no {what} given; pass it as an argument, or `-` to read stdin")
+    text = sys.stdin.read()
+    text = text.removesuffix("\n").removesuffix("\r")
+    if not text:
+        raise InvalidInputError(f"no {what} on standard input")
+    return text

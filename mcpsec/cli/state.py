@@ -1,0 +1,72 @@
+"""What the global options decide, shared by every command through the Typer context.
+
+Settings and the store are opened on first use, so `mcpsec pkce generate` never reads the
+config file or imports a store backend.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import typer
+
+from mcpsec.cli.output import Mode, Output
+from mcpsec.core.config import Settings, load_settings
+from mcpsec.store import Store, open_store
+
+
+@dataclass
+class CliState:
+    config_path: Path | None = None
+    store_url: str | None = None
+    json: bool = False
+    quiet: bool = False
+    no_color: bool = False
+    verbose: bool = False
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    _settings: Settings | None = None
+    _store: Store | None = None
+
+    @property
+    def flags(self) -> dict[str, str]:
+        return {"store.url": self.store_url} if self.store_url else {}
+
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(
+                self.environ, config_path=self.config_path, flags=self.flags
+            )
+        return self._settings
+
+    def store(self) -> Store:
+        if self._store is None:
+            settings = self.settings()
+            self._store = open_store(
+                settings.store.url, prefix=settings.store.prefix, timeout=settings.store.timeout
+            )
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def output(self, *, json: bool = False, quiet: bool = False) -> Output:
+        """Per-command `--json`/`--quiet` add to the global ones; JSON wins over quiet."""
+        mode = Mode.HUMAN
+        if quiet or self.quiet:
+            mode = Mode.QUIET
+        if json or self.json:
+            mode = Mode.JSON
+        color = not (self.no_color or self.environ.get("NO_COLOR"))
+        return Output(mode, color=color)
+
+
+def state_of(ctx: typer.Context) -> CliState:
+    root = ctx.find_root()
+    if not isinstance(root.obj, CliState):
+        root.obj = CliState()
+    return root.obj

@@ -1,0 +1,99 @@
+"""`config init`: a commented default config file, and the secret file it names.
+
+    result = init_config(os.environ, force=False)
+    result.config_path, result.secret_created
+
+The secret is created before the config that names it, and an existing secret is never
+replaced (not even with --force): overwriting it would invalidate every token in use.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mcpsec.core.config import default_store_url, resolve_config_path
+from mcpsec.core.errors import ConfigError
+from mcpsec.core.secret_files import (
+    loose_permissions,
+    new_secret_value,
+    write_private_file,
+)
+
+SECRET_FILE_NAME = "jwt.secret"  # noqa: S105 - a file name, not a secret
+
+
+@dataclass(frozen=True)
+class InitResult:
+    config_path: Path = field(metadata={"essential": True})
+    overwritten: bool
+    secret_file: Path
+    secret_created: bool
+
+
+def init_config(
+    environ: Mapping[str, str], *, config_path: Path | None = None, force: bool = False
+) -> InitResult:
+    path = resolve_config_path(environ, config_path)
+    existed = path.exists()
+    if existed and not force:
+        raise ConfigError(
+            f"config file {path} already exists",
+            hint="pass --force to replace it (its secret files are kept)",
+        )
+    secret_path = path.parent / SECRET_FILE_NAME
+    created = _ensure_secret(secret_path)
+    text = render_default_config(default_store_url(environ))
+    write_private_file(path, text.encode(), overwrite=True)
+    return InitResult(path, existed, secret_path, created)
+
+
+def render_default_config(store_url: str) -> str:
+    """The default config as TOML written by tomli-w, each section preceded by its comments."""
+    import tomli_w
+
+    sections: list[tuple[str, dict[str, Any]]] = [
+        (STORE_COMMENT, {"store": {"url": store_url, "prefix": "mcpsec:", "timeout": "2s"}}),
+        (TOKENS_COMMENT, {"tokens": {"secret_file": SECRET_FILE_NAME}}),
+    ]
+    header = HEADER.format(date=time.strftime("%Y-%m-%d"))
+    body = "\n".join(comment + tomli_w.dumps(table) for comment, table in sections)
+    return header + "\n" + body
+
+
+def _ensure_secret(path: Path) -> bool:
+    if path.exists():
+        loose = loose_permissions(path)
+        if loose is not None:
+            raise ConfigError(
+                f"secret file {path} is readable by others (mode {loose:04o})",
+                hint=f"run `chmod 600 {path}`, then run this again",
+            )
+        return False
+    write_private_file(path, (new_secret_value() + "\n").encode())
+    return True
+
+
+HEADER = """\
+# mcpsec configuration, written by `mcpsec config init` on {date}.
+# Precedence: command-line flags > MCPSEC_* environment variables > this file > defaults.
+# Durations are written like 30s, 15m, 24h, 7d. Secrets never go in this file.
+"""
+
+STORE_COMMENT = """\
+# Where keys, revocations, rate buckets and the audit log live (MCPSEC_STORE_URL).
+#   sqlite:///absolute/path/mcpsec.db                 embedded, the default
+#   redis://[user[:password]@]host:6379/0             Redis; rediss:// for TLS; unix:///path
+#   redis+cluster://host:7000,host:7001               Redis Cluster
+# Prefer MCPSEC_STORE_URL for a URL that carries a password.
+# prefix: the start of every Redis key (MCPSEC_STORE_PREFIX).
+# timeout: how long to wait for the store before failing (MCPSEC_STORE_TIMEOUT).
+"""
+
+TOKENS_COMMENT = """\
+# The HS256 signing secret, in a file only you can read (0600); a relative path is
+# relative to this file. MCPSEC_JWT_SECRET or MCPSEC_JWT_SECRET_FILE override it.
+"""

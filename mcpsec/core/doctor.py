@@ -1,0 +1,179 @@
+"""`doctor`: is this installation ready? One check per concern, each with a plain verdict.
+
+    report = diagnose(os.environ)
+    report.failed_area      # None, "config" or "store": the CLI turns it into exit 0, 4 or 5
+
+Checks run in order and a failed one does not stop the rest, except that nothing can be
+checked against a config that does not parse.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from mcpsec.core.config import Settings, load_settings
+from mcpsec.core.config_file import SECRET_FILE_NAME
+from mcpsec.core.errors import ConfigError, MCPSecError
+from mcpsec.core.secret_files import Secret, check_strength, read_secret_file
+from mcpsec.store import Store, StoreInfo, open_store
+
+MAX_SKEW_SECONDS = 5.0
+EARLIEST_SANE_TIME = 1_735_689_600  # 2025-01-01: a clock before this was never set
+
+
+class Status(StrEnum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+    SKIP = "skip"
+
+
+class Area(StrEnum):
+    CONFIG = "config"
+    STORE = "store"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Status
+    detail: str
+    area: Area
+
+
+@dataclass(frozen=True)
+class DoctorReport:
+    checks: tuple[Check, ...]
+
+    @property
+    def failed_area(self) -> Area | None:
+        """Config failures outrank store failures: a bad config explains a bad store."""
+        failed = {c.area for c in self.checks if c.status is Status.FAIL}
+        for area in (Area.CONFIG, Area.STORE):
+            if area in failed:
+                return area
+        return None
+
+
+StoreOpener = Callable[[Settings], Store]
+
+
+def diagnose(
+    environ: Mapping[str, str],
+    *,
+    config_path: Path | None = None,
+    flags: Mapping[str, str] | None = None,
+    opener: StoreOpener | None = None,
+    now: Callable[[], float] = time.time,
+) -> DoctorReport:
+    try:
+        settings = load_settings(environ, config_path=config_path, flags=flags)
+    except ConfigError as e:
+        return DoctorReport(
+            (
+                Check("config", Status.FAIL, str(e), Area.CONFIG),
+                Check("jwt secret", Status.SKIP, "config does not parse", Area.CONFIG),
+                Check("store", Status.SKIP, "config does not parse", Area.STORE),
+                Check("clock", Status.SKIP, "config does not parse", Area.STORE),
+            )
+        )
+    checks = [_config_check(settings), _secret_check(settings)]
+    checks += _store_checks(settings, opener or _open, now)
+    return DoctorReport(tuple(checks))
+
+
+def _open(settings: Settings) -> Store:
+    return open_store(
+        settings.store.url, prefix=settings.store.prefix, timeout=settings.store.timeout
+    )
+
+
+def _config_check(settings: Settings) -> Check:
+    if settings.config_found:
+        return Check("config", Status.OK, f"{settings.config_path} parses", Area.CONFIG)
+    return Check(
+        "config",
+        Status.OK,
+        f"no file at {settings.config_path}; using defaults (`mcpsec config init` writes one)",
+        Area.CONFIG,
+    )
+
+
+def _secret_check(settings: Settings) -> Check:
+    try:
+        secret = _find_secret(settings)
+        if secret is None:
+            return Check(
+                "jwt secret",
+                Status.WARN,
+                "none configured; token commands will need one (`mcpsec config init` creates it)",
+                Area.CONFIG,
+            )
+        check_strength(secret)
+    except ConfigError as e:
+        return Check("jwt secret", Status.FAIL, str(e), Area.CONFIG)
+    return Check(
+        "jwt secret", Status.OK, f"{len(secret.value)} bytes from {secret.source}", Area.CONFIG
+    )
+
+
+def _find_secret(settings: Settings) -> Secret | None:
+    if settings.tokens.secret is not None:
+        return settings.tokens.secret
+    if settings.tokens.secret_file is not None:
+        return read_secret_file(settings.tokens.secret_file)
+    default = settings.config_path.parent / SECRET_FILE_NAME
+    return read_secret_file(default) if default.exists() else None
+
+
+def _store_checks(settings: Settings, opener: StoreOpener, now: Callable[[], float]) -> list[Check]:
+    try:
+        store = opener(settings)
+        try:
+            info = store.info()
+            store_now = store.now()
+        finally:
+            store.close()
+    except MCPSecError as e:  # a bad URL is a config problem; anything else is the store's
+        area = Area.CONFIG if isinstance(e, ConfigError) else Area.STORE
+        return [Check("store", Status.FAIL, str(e), area), _clock_check(now(), None)]
+    return [_store_ok(info), *_policy_check(info), _clock_check(now(), store_now)]
+
+
+def _store_ok(info: StoreInfo) -> Check:
+    return Check("store", Status.OK, f"{info.backend} {info.version} at {info.url}", Area.STORE)
+
+
+def _policy_check(info: StoreInfo) -> list[Check]:
+    policy = info.details.get("maxmemory_policy")
+    if policy is None or policy in {"noeviction", "unknown"}:
+        return []
+    return [
+        Check(
+            "eviction",
+            Status.WARN,
+            f"maxmemory-policy is {policy}: Redis may silently evict revocations and keys; "
+            "set it to noeviction",
+            Area.STORE,
+        )
+    ]
+
+
+def _clock_check(local: float, store_time: float | None) -> Check:
+    if local < EARLIEST_SANE_TIME:
+        return Check("clock", Status.FAIL, "the system clock is before 2025; set it", Area.CONFIG)
+    if store_time is None:
+        return Check("clock", Status.OK, "system clock set; store time not checked", Area.STORE)
+    skew = local - store_time
+    if abs(skew) > MAX_SKEW_SECONDS:
+        return Check(
+            "clock",
+            Status.WARN,
+            f"this machine's clock is {skew:+.1f}s off the store's; token expiry will disagree",
+            Area.STORE,
+        )
+    return Check("clock", Status.OK, f"within {abs(skew):.2f}s of the store", Area.STORE)
