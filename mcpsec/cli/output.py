@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -64,7 +65,11 @@ class Output:
             self.line(f"{name + ':':<{width + 1}}  {value}")
 
     def line(self, text: str = "") -> None:
-        print(text, file=self.stdout, flush=True)
+        try:
+            print(text, file=self.stdout, flush=True)
+        except BrokenPipeError:
+            # The reader left (`| head`). Finish quietly so the exit code stays the verdict's.
+            _discard_stdout()
 
     def warn(self, message: str) -> None:
         print(f"{PROGRAM}: warning: {message}", file=self.stderr, flush=True)
@@ -126,6 +131,12 @@ def _plain(value: Any) -> str:
     if isinstance(value, Mapping):
         return ", ".join(f"{k}={_plain(v)}" for k, v in value.items()) or "-"
     return str(value)
+
+
+def _discard_stdout() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _isatty(stream: IO[str]) -> bool:

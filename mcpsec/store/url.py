@@ -45,7 +45,7 @@ def redact_url(url: str) -> str:
 
 def parse_store_url(url: str) -> StoreUrl:
     """Recognise the backend; refuse anything else with the list of what works."""
-    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    scheme = url.partition(":")[0].lower()
     if scheme == "sqlite":
         return _sqlite(url)
     if scheme in {"redis", "rediss", "unix"}:
@@ -63,7 +63,7 @@ def parse_store_url(url: str) -> StoreUrl:
 
 
 def _sqlite(url: str) -> StoreUrl:
-    raw = url.split("://", 1)[1]
+    raw = url.partition(":")[2].removeprefix("//")
     if not raw.startswith("/"):
         raise ConfigError(
             f"store URL {url!r} must name an absolute path",

@@ -1,0 +1,44 @@
+# One entry point for people and CI. `make test` is the README's test command and what
+# .ci/run calls; it builds .venv on first use, so a fresh clone needs only python3 and make.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: test lint typecheck pytest docs docs-check bench demo clean
+
+$(BIN)/mcpsec: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test,dev]'
+	touch $@
+
+test: lint typecheck pytest
+
+lint: $(BIN)/mcpsec
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(BIN)/mcpsec
+	$(BIN)/mypy
+
+pytest: $(BIN)/mcpsec
+	$(BIN)/pytest
+
+docs: $(BIN)/mcpsec
+	$(BIN)/python scripts/generate_docs.py
+
+docs-check: $(BIN)/mcpsec
+	$(BIN)/python scripts/generate_docs.py --check
+
+bench: $(BIN)/mcpsec
+	$(BIN)/python bench/startup.py
+
+# The main job on the embedded SQLite store: config (once), health check, a PKCE pair.
+demo: $(BIN)/mcpsec
+	test -f "$$($(BIN)/mcpsec config path)" || $(BIN)/mcpsec config init
+	$(BIN)/mcpsec doctor
+	$(BIN)/mcpsec pkce generate
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info

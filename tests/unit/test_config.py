@@ -1,0 +1,143 @@
+"""Settings precedence (flag > env > file > default), validation and redaction."""
+
+import json
+import tomllib
+
+import pytest
+from mcpsec.core.config import load_settings, redacted
+from mcpsec.core.config_file import init_config, render_default_config
+from mcpsec.core.errors import ConfigError
+
+
+@pytest.fixture
+def env(tmp_path):
+    return {
+        "HOME": str(tmp_path),
+        "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+    }
+
+
+def write_config(env, text):
+    path = tmp_config(env)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def tmp_config(env):
+    from pathlib import Path
+
+    return Path(env["XDG_CONFIG_HOME"]) / "mcpsec" / "config.toml"
+
+
+def test_defaults(env, tmp_path):
+    settings = load_settings(env)
+    assert settings.store.url == f"sqlite://{tmp_path}/data/mcpsec/mcpsec.db"
+    assert settings.store.prefix == "mcpsec:"
+    assert settings.store.timeout == 2.0
+    assert settings.source_of("store.url") == "default"
+    assert not settings.config_found
+
+
+def test_each_layer_beats_the_one_below(env):
+    path = write_config(env, '[store]\nurl = "redis://file:6379"\nprefix = "f:"\ntimeout = "5s"\n')
+    settings = load_settings(env)
+    assert (settings.store.url, settings.store.prefix, settings.store.timeout) == (
+        "redis://file:6379",
+        "f:",
+        5.0,
+    )
+    assert settings.source_of("store.url") == f"file {path}"
+
+    env["MCPSEC_STORE_URL"] = "redis://env:6379"
+    settings = load_settings(env)
+    assert settings.store.url == "redis://env:6379"
+    assert settings.source_of("store.url") == "env MCPSEC_STORE_URL"
+    assert settings.store.prefix == "f:"  # the file still supplies what env does not
+
+    settings = load_settings(env, flags={"store.url": "redis://flag:6379"})
+    assert settings.store.url == "redis://flag:6379"
+    assert settings.source_of("store.url") == "flag"
+
+
+def test_config_path_from_env_and_flag(env, tmp_path):
+    other = tmp_path / "other.toml"
+    other.write_text('[store]\nprefix = "other:"\n')
+    env["MCPSEC_CONFIG"] = str(other)
+    assert load_settings(env).store.prefix == "other:"
+    flagged = tmp_path / "flagged.toml"
+    flagged.write_text('[store]\nprefix = "flag:"\n')
+    assert load_settings(env, config_path=flagged).store.prefix == "flag:"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[store\n", "not valid TOML"),
+        ('[store]\nurll = "x"\n', "unknown setting `urll`"),
+        ('[tokens]\nsecret = "in-the-file"\n', "unknown setting `secret`"),
+        ('store = "x"\n', "must be a \\[section\\]"),
+        ('[store]\ntimeout = "soon"\n', "store.timeout"),
+        ('[store]\nurl = ""\n', "non-empty"),
+        ("[store]\nurl = 5\n", "non-empty string"),
+    ],
+)
+def test_bad_files_name_the_problem(env, text, message):
+    write_config(env, text)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(env)
+
+
+def test_secret_comes_from_env_and_is_redacted(env):
+    env["MCPSEC_JWT_SECRET"] = "s" * 40
+    env["MCPSEC_STORE_URL"] = "redis://ops:hunter2@db:6379/0"
+    settings = load_settings(env)
+    assert settings.tokens.secret is not None
+    assert settings.tokens.secret.reveal() == b"s" * 40
+    shown = json.dumps(redacted(settings))
+    assert "s" * 40 not in shown
+    assert "hunter2" not in shown
+    assert "redis://ops:***@db:6379/0" in shown
+    assert "MCPSEC_JWT_SECRET" in shown
+
+
+def test_relative_secret_file_is_relative_to_the_config(env):
+    path = write_config(env, '[tokens]\nsecret_file = "keys/jwt.secret"\n')
+    assert load_settings(env).tokens.secret_file == path.parent / "keys" / "jwt.secret"
+
+
+def test_rendered_default_config_is_valid_and_commented(env, tmp_path):
+    text = render_default_config("sqlite:///x/y.db")
+    assert text.count("#") > 10
+    document = tomllib.loads(text)
+    assert document["store"]["url"] == "sqlite:///x/y.db"
+    path = write_config(env, text)
+    settings = load_settings(env)
+    assert settings.store.timeout == 2.0
+    assert settings.tokens.secret_file == path.parent / "jwt.secret"
+
+
+def test_init_creates_config_and_secret_and_refuses_twice(env):
+    result = init_config(env)
+    assert result.config_path == tmp_config(env)
+    assert result.secret_created
+    assert oct(result.secret_file.stat().st_mode & 0o777) == "0o600"
+    assert oct(result.secret_file.parent.stat().st_mode & 0o777) == "0o700"
+    secret = result.secret_file.read_bytes()
+    assert len(secret.strip()) >= 32
+    with pytest.raises(ConfigError, match="already exists"):
+        init_config(env)
+    again = init_config(env, force=True)
+    assert again.overwritten and not again.secret_created
+    assert again.secret_file.read_bytes() == secret  # --force never replaces a secret
+
+
+def test_init_refuses_a_loose_existing_secret(env):
+    secret = tmp_config(env).parent / "jwt.secret"
+    secret.parent.mkdir(parents=True)
+    secret.write_text("x" * 40)
+    secret.chmod(0o644)
+    with pytest.raises(ConfigError, match="readable by others"):
+        init_config(env)
+    assert not tmp_config(env).exists()  # nothing half-written
