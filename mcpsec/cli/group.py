@@ -53,6 +53,8 @@ class MCPSecGroup(TyperGroup):
             )
         except MCPSecError as e:
             error_line(str(e))
+            if e.__cause__ is not None and wants_verbose(args):
+                print(f"  caused by {type(e.__cause__).__name__}: {e.__cause__}", file=sys.stderr)
             return errors.exit_code_for(e)
         except typer.TyperException as e:  # click's usage errors and bad parameters
             return _usage_error(e, help_shown=HAS_RICH and self.rich_markup_mode is not None)
@@ -62,6 +64,14 @@ class MCPSecGroup(TyperGroup):
         except BrokenPipeError:
             return errors.OK  # `mcpsec … | head` closed the pipe: not an error
         return result if isinstance(result, int) else errors.OK
+
+
+def wants_verbose(args: Sequence[str] | None) -> bool:
+    """`--verbose`/`-v` among the options (before any `--`); read before parsing succeeds."""
+    options = list(sys.argv[1:] if args is None else args)
+    if "--" in options:
+        options = options[: options.index("--")]
+    return "--verbose" in options or "-v" in options
 
 
 def _usage_error(error: typer.TyperException, *, help_shown: bool) -> int:

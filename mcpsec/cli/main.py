@@ -8,6 +8,7 @@ import traceback
 from collections.abc import Sequence
 
 from mcpsec.cli import errors
+from mcpsec.cli.group import wants_verbose
 from mcpsec.cli.output import error_line
 
 
@@ -25,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         error_line("interrupted")
         code = errors.INTERRUPTED
     except Exception as e:
-        if _verbose(args):
+        if wants_verbose(args):
             traceback.print_exc()
         error_line(
             # The message itself could quote a secret it choked on; only --verbose shows it.
@@ -35,11 +36,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = errors.INTERNAL
     _quiet_broken_pipe()
     return code
-
-
-def _verbose(args: Sequence[str]) -> bool:
-    options = args[: args.index("--")] if "--" in args else args
-    return "--verbose" in options or "-v" in options
 
 
 def _quiet_broken_pipe() -> None:

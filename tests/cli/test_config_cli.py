@@ -99,3 +99,13 @@ def test_doctor_exit_5_when_the_store_is_down(mcpsec):
     store = {c["name"]: c for c in json.loads(ran.stdout)["checks"]}["store"]
     assert store["status"] == "fail" and store["area"] == "store"
     assert "hunter2" not in ran.stdout + ran.stderr
+
+
+def test_verbose_adds_the_cause(mcpsec, home):
+    bad = home / "bad.toml"
+    bad.write_text("[store\n")
+    quiet = mcpsec("--config", str(bad), "config", "show")
+    assert quiet.exit_code == 4 and quiet.stderr.count("\n") == 1
+    verbose = mcpsec("--verbose", "--config", str(bad), "config", "show")
+    assert verbose.exit_code == 4
+    assert "caused by TOMLDecodeError" in verbose.stderr
