@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from mcpsec.cli.options import JsonFlag, QuietFlag
 from mcpsec.cli.state import state_of
-from mcpsec.core.config import redacted, resolve_config_path
-from mcpsec.core.config_file import InitResult, init_config
+
+if TYPE_CHECKING:
+    from mcpsec.core.config_file import InitResult
 
 app = typer.Typer(help="Write, show and locate the configuration.", no_args_is_help=True)
 
@@ -35,6 +36,8 @@ def init(
 
     Example: mcpsec config init && mcpsec doctor
     """
+    from mcpsec.core.config_file import init_config
+
     state = state_of(ctx)
     out = state.output(json=json, quiet=quiet)
     out.result(init_config(state.environ, config_path=state.config_path, force=force), human=_told)
@@ -46,6 +49,8 @@ def show(ctx: typer.Context, json: JsonFlag = False) -> None:
 
     Example: mcpsec --store redis://localhost:6379/0 config show --json
     """
+    from mcpsec.core.config import redacted
+
     state = state_of(ctx)
     out = state.output(json=json)
     out.result(redacted(state.settings()), human=_settings_lines)
@@ -57,6 +62,8 @@ def path(ctx: typer.Context, json: JsonFlag = False) -> None:
 
     Example: $EDITOR "$(mcpsec config path)"
     """
+    from mcpsec.core.config import resolve_config_path
+
     state = state_of(ctx)
     location = resolve_config_path(state.environ, state.config_path)
     out = state.output(json=json)

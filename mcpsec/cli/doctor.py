@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from mcpsec.cli import errors
 from mcpsec.cli.options import JsonFlag
 from mcpsec.cli.state import state_of
-from mcpsec.core.doctor import Area, DoctorReport, diagnose
 
-_EXIT = {None: errors.OK, Area.CONFIG: errors.CONFIG, Area.STORE: errors.STORE}
+if TYPE_CHECKING:
+    from mcpsec.core.doctor import DoctorReport
 
 
 def doctor(ctx: typer.Context, json: JsonFlag = False) -> None:
@@ -20,11 +22,14 @@ def doctor(ctx: typer.Context, json: JsonFlag = False) -> None:
 
     Example: mcpsec doctor || echo "fix the line marked fail"
     """
+    from mcpsec.core.doctor import Area, diagnose
+
     state = state_of(ctx)
     out = state.output(json=json)
     report = diagnose(state.environ, config_path=state.config_path, flags=state.flags)
     out.result(report, human=_lines)
-    raise typer.Exit(_EXIT[report.failed_area])
+    exits = {None: errors.OK, Area.CONFIG: errors.CONFIG, Area.STORE: errors.STORE}
+    raise typer.Exit(exits[report.failed_area])
 
 
 def _lines(report: DoctorReport) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 import typer
 from typer.core import HAS_RICH, TyperGroup
 
-from mcpsec.cli import errors
+from mcpsec.cli import errors, fast_params
 from mcpsec.cli.output import error_line
 from mcpsec.core.errors import MCPSecError
 
@@ -42,6 +42,7 @@ class MCPSecGroup(TyperGroup):
         windows_expand_args: bool,
         **extra: Any,
     ) -> int:
+        fast_params.install()
         try:
             result = super().main(
                 args,

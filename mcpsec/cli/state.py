@@ -10,12 +10,15 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from mcpsec.cli.output import Mode, Output
-from mcpsec.core.config import Settings, load_settings
-from mcpsec.store import Store, open_store
+
+if TYPE_CHECKING:  # imported when first used: `pkce generate` never loads config or store code
+    from mcpsec.core.config import Settings
+    from mcpsec.store import Store
 
 
 @dataclass
@@ -36,6 +39,8 @@ class CliState:
 
     def settings(self) -> Settings:
         if self._settings is None:
+            from mcpsec.core.config import load_settings
+
             self._settings = load_settings(
                 self.environ, config_path=self.config_path, flags=self.flags
             )
@@ -43,6 +48,8 @@ class CliState:
 
     def store(self) -> Store:
         if self._store is None:
+            from mcpsec.store import open_store
+
             settings = self.settings()
             self._store = open_store(
                 settings.store.url, prefix=settings.store.prefix, timeout=settings.store.timeout

@@ -18,7 +18,6 @@ from typing import Any
 from mcpsec.core.durations import parse_duration
 from mcpsec.core.errors import ConfigError, InvalidInputError
 from mcpsec.core.secret_files import Secret
-from mcpsec.store.url import redact_url
 
 CONFIG_ENV = "MCPSEC_CONFIG"
 
@@ -191,6 +190,8 @@ def _relative_to(config_path: Path, value: str) -> Path:
 
 def redacted(settings: Settings) -> dict[str, Any]:
     """Every setting as `config show` prints it: secrets replaced by where they come from."""
+    from mcpsec.store.url import redact_url
+
     tokens_secret = f"<set by {settings.tokens.secret.source}>" if settings.tokens.secret else None
     return {
         "config_path": str(settings.config_path),
