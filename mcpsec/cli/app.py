@@ -10,6 +10,7 @@ import typer
 from mcpsec import __version__
 from mcpsec.cli import config, doctor, pkce
 from mcpsec.cli.group import MCPSecGroup
+from mcpsec.cli.options import JSON_HELP, QUIET_HELP
 from mcpsec.cli.state import CliState
 
 HELP = """Security operations for MCP servers: tokens, API keys, roles, rate limits, audit.
@@ -55,10 +56,8 @@ def main(
             help="Store URL (sqlite:///…, redis://…, redis+cluster://…); beats MCPSEC_STORE_URL.",
         ),
     ] = None,
-    json: Annotated[bool, typer.Option("--json", help="JSON output for every command.")] = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="Print only essential values.")
-    ] = False,
+    json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
     no_color: Annotated[
         bool, typer.Option("--no-color", help="No colours or tables (NO_COLOR is honoured too).")
     ] = False,

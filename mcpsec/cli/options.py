@@ -9,12 +9,10 @@ import typer
 
 from mcpsec.core.errors import InvalidInputError
 
-JsonFlag = Annotated[
-    bool, typer.Option("--json", help="Print one JSON document on stdout (for scripts).")
-]
-QuietFlag = Annotated[
-    bool, typer.Option("--quiet", "-q", help="Print only the essential value, nothing else.")
-]
+JSON_HELP = "Print one JSON document on stdout (for scripts)."
+QUIET_HELP = "Print only the essential value, nothing else."
+JsonFlag = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
+QuietFlag = Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)]
 
 
 def read_value(value: str | None, what: str) -> str:

@@ -43,7 +43,8 @@ class Verdict:
 def generate(
     ctx: typer.Context,
     length: Annotated[
-        int, typer.Option("--length", help="Verifier length, 43 to 128 characters.")
+        int,
+        typer.Option("--length", metavar="LENGTH", help="Verifier length, 43 to 128 characters."),
     ] = pkce.DEFAULT_LENGTH,
     method: MethodOption = "S256",
     json: JsonFlag = False,
@@ -65,7 +66,7 @@ def challenge(
     ctx: typer.Context,
     verifier: Annotated[
         str | None,
-        typer.Argument(metavar="[VERIFIER | -]", help="The code verifier; `-` reads stdin."),
+        typer.Argument(metavar="VERIFIER|-", help="The code verifier; `-` reads stdin."),
     ] = None,
     json: JsonFlag = False,
     quiet: QuietFlag = False,
@@ -84,16 +85,19 @@ def verify(
     ctx: typer.Context,
     verifier: Annotated[
         str,
-        typer.Option("--verifier", metavar="V|-", help="The code verifier; `-` reads stdin."),
+        typer.Option(
+            "--verifier", metavar="VERIFIER|-", help="The code verifier; `-` reads stdin."
+        ),
     ],
     challenge: Annotated[
-        str, typer.Option("--challenge", metavar="C", help="The challenge to check it against.")
+        str,
+        typer.Option("--challenge", metavar="CHALLENGE", help="The challenge to check it against."),
     ],
     method: MethodOption = "S256",
     json: JsonFlag = False,
     quiet: QuietFlag = False,
 ) -> None:
-    """Check that a verifier answers a challenge: exit 0 on a match, 1 on a mismatch.
+    """Check that a verifier matches a challenge: exit 0 on a match, 1 on a mismatch.
 
     Example: mcpsec pkce verify --verifier - --challenge "$CHALLENGE" < verifier.txt
     """
