@@ -33,6 +33,23 @@ ENV_VARS: dict[str, str] = {
 SECRET_SETTINGS = frozenset({"tokens.secret"})
 FILE_ONLY_FORBIDDEN = frozenset({"tokens.secret"})  # a secret value never lives in the config file
 
+# What each setting does, for the man page's ENVIRONMENT section: one row per `ENV_VARS` row.
+# `{supported}`, `{data_file}` and `{min_secret}` are filled in by the reader (store URL
+# schemes, the default SQLite file, `MIN_SECRET_BYTES`), so that the text can name
+# `$XDG_DATA_HOME` instead of one machine's path.
+SETTING_HELP: dict[str, str] = {
+    "store.url": "The store URL, one of {supported}; the default is an SQLite file, "
+    "`{data_file}`. `--store` overrides it.",
+    "store.prefix": "The prefix of every Redis key (default `mcpsec:`), so that several "
+    "deployments can share one Redis.",
+    "store.timeout": "How long to wait for the store before failing, written like `500ms`, "
+    "`2s` or `1m` (default `2s`).",
+    "tokens.secret": "The HS256 signing secret itself, at least {min_secret} bytes. Never read "
+    "from the config file; prefer a secret file.",
+    "tokens.secret_file": "A file holding the HS256 signing secret; it must not be readable by "
+    "others (mode 0600). A relative path is relative to the config file.",
+}
+
 
 @dataclass(frozen=True)
 class StoreSettings:

@@ -4,7 +4,6 @@ completion scripts parse and complete."""
 
 import difflib
 import enum
-import importlib.util
 import re
 import shlex
 import shutil
@@ -23,19 +22,11 @@ from mcpsec.core.config import CONFIG_ENV, ENV_VARS
 REPO = Path(__file__).resolve().parents[2]
 REGENERATE = "run `make docs` (or `python scripts/generate_docs.py`) and commit the result"
 
+# The generator is a package in scripts/, which is no package itself.
+if str(REPO / "scripts") not in sys.path:
+    sys.path.insert(0, str(REPO / "scripts"))
 
-def _load_generator():
-    spec = importlib.util.spec_from_file_location(
-        "generate_docs", REPO / "scripts" / "generate_docs.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while being built
-    spec.loader.exec_module(module)
-    return module
-
-
-generator = _load_generator()
+import docgen  # noqa: E402
 
 
 def command_paths(command=None, path=("mcpsec",)):
@@ -49,7 +40,7 @@ def command_paths(command=None, path=("mcpsec",)):
 
 @pytest.fixture(scope="module")
 def generated():
-    return generator.generate()
+    return docgen.generate()
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +64,7 @@ def write(tmp_path, generated, relative):
 # --- freshness -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("relative", sorted(generator.RENDERERS))
+@pytest.mark.parametrize("relative", sorted(docgen.RENDERERS))
 def test_committed_file_is_fresh(generated, relative):
     path = REPO / relative
     if not path.is_file():
@@ -97,7 +88,7 @@ def test_output_depends_on_neither_terminal_nor_environment(generated, monkeypat
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
-    assert generator.generate() == generated
+    assert docgen.generate() == generated
 
 
 def test_no_dates_or_absolute_paths(generated):
@@ -110,11 +101,23 @@ def test_check_names_stale_and_missing_files(generated, tmp_path):
     for relative, text in generated.items():
         (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / relative).write_text(text)
-    assert generator.stale_files(generated, tmp_path) == []
+    assert docgen.stale_files(generated, tmp_path) == []
     (tmp_path / "man/mcpsec.1").write_text("old\n")
     (tmp_path / "completions/mcpsec.fish").unlink()
-    stale = generator.stale_files(generated, tmp_path)
+    stale = docgen.stale_files(generated, tmp_path)
     assert stale == ["completions/mcpsec.fish", "man/mcpsec.1"]
+
+
+def test_check_runs_from_any_working_directory(tmp_path):
+    script = REPO / "scripts" / "generate_docs.py"
+    ran = subprocess.run(
+        [sys.executable, "-I", str(script), "--check"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (ran.returncode, ran.stderr) == (0, ""), ran.stderr
 
 
 # --- man page --------------------------------------------------------------------------------
@@ -314,7 +317,7 @@ def nested_app():
 
 @pytest.fixture(scope="module")
 def nested():
-    return generator.render_all(generator.tree_of(nested_app()))
+    return docgen.render_all(docgen.tree_of(nested_app()))
 
 
 def test_nested_groups_reach_the_man_page(nested):

@@ -141,3 +141,9 @@ def test_init_refuses_a_loose_existing_secret(env):
     with pytest.raises(ConfigError, match="readable by others"):
         init_config(env)
     assert not tmp_config(env).exists()  # nothing half-written
+
+
+def test_every_setting_has_a_description():
+    from mcpsec.core.config import ENV_VARS, SETTING_HELP
+
+    assert set(SETTING_HELP) == set(ENV_VARS)
