@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from support.redis_servers import (
+from tests.support.redis_servers import (
     RedisClusterProcs,
     RedisServer,
     require_binaries,

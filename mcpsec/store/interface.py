@@ -28,6 +28,8 @@ JSONValue = Any
 _NAME = re.compile(r"[^\s{}\x00-\x1f\x7f]{1,200}")
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")
 RESERVED_PREFIX: Final = "__"
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
 
 
 class UpdateStatus(StrEnum):
@@ -178,6 +180,32 @@ def check_fields(fields: Mapping[str, JSONValue]) -> Mapping[str, JSONValue]:
         if not name or name.startswith(RESERVED_PREFIX) or not _NAME.fullmatch(name):
             raise InvalidInputError(f"field name {name!r} is not allowed", field="fields")
     return fields
+
+
+def check_update(
+    set: Mapping[str, JSONValue] | None,
+    increment: Mapping[str, int] | None,
+    expect: Mapping[str, JSONValue] | None,
+) -> None:
+    """Names are allowed, increments are integers, and no field is both set and incremented."""
+    check_fields({**(set or {}), **(increment or {}), **(expect or {})})
+    both = sorted(builtins.set(set or {}) & builtins.set(increment or {}))
+    if both:
+        raise InvalidInputError(f"field {both[0]} cannot be both set and incremented")
+    for name, amount in (increment or {}).items():
+        if isinstance(amount, bool) or not isinstance(amount, int):
+            raise InvalidInputError(f"increment of {name} must be an integer", field=name)
+        if not INT64_MIN <= amount <= INT64_MAX:
+            raise InvalidInputError(f"increment of {name} is out of range", field=name)
+
+
+def is_counter(value: JSONValue) -> bool:
+    """What `increment` may add to: nothing yet, or a 64-bit integer (a bool is not one)."""
+    if value is None:
+        return True
+    return (
+        isinstance(value, int) and not isinstance(value, bool) and INT64_MIN <= value <= INT64_MAX
+    )
 
 
 def check_ttl(ttl: float | None) -> float | None:

@@ -2,12 +2,20 @@
 
     store = RedisStore.from_url(parse_store_url("redis://localhost:6379/0"), prefix="mcpsec:")
 
-Key layout (every key of one entity shares a hash tag, so each script touches one slot):
+Key layout (every key of one entity shares a hash tag, so each script touches one slot;
+kinds start with a letter, so the `_` families can never collide with a record kind):
 
-    <prefix><kind>:{<id>}     a record: hash of field -> canonical JSON, plus `__exp`
-    <prefix>idx:{<kind>}      ids of a kind, a sorted set ordered by id (cursor listing)
-    <prefix>exp:{<kind>}      the same ids scored by expiry, to sweep the index
-    <prefix>log:{<stream>}    a stream; each entry holds one field `d`, the JSON body
+    <prefix><kind>:{<id>}      a record: hash of field -> canonical JSON, plus `__exp`
+    <prefix>_idx:{<kind>}      ids of a kind, a sorted set ordered by id (cursor listing)
+    <prefix>_exp:{<kind>}      the same ids scored by expiry: hints for sweeping the index
+    <prefix>_ver:{<kind>}      id -> version of its last registration in the index
+    <prefix>_seq:{<kind>}      the kind's registration counter
+    <prefix>_log:{<stream>}    a stream; each entry holds one field `d`, the JSON body
+
+A record and its index entry live in different slots, so they cannot change in one step.
+Writers write the record, then register it (a new version); whoever finds a record gone
+reads the version first and forgets the entry only if no registration came in between.
+So a live record is never dropped from the index, and dead entries are swept as found.
 
 Every read-modify-write is a Lua script with the server's `TIME`. The client never retries:
 a script that timed out may have run, and running it twice would count twice.
@@ -17,7 +25,7 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from typing import Any, Final
@@ -45,6 +53,7 @@ from mcpsec.store.interface import (
     check_kind,
     check_limit,
     check_ttl,
+    check_update,
 )
 from mcpsec.store.redis_errors import translate
 from mcpsec.store.url import StoreUrl, redact_url
@@ -52,7 +61,7 @@ from mcpsec.store.url import StoreUrl, redact_url
 EXPIRY_FIELD: Final = "__exp"
 LOG_FIELD: Final = "d"
 SWEEP_PER_WRITE: Final = 20
-_SCRIPTS: Final = ("record_put", "record_update", "index_add", "index_remove")
+_SCRIPTS: Final = ("record_put", "record_update", "index_add", "index_forget", "index_page")
 
 Client = redis.Redis | RedisCluster
 
@@ -119,12 +128,16 @@ class RedisStore:
         pairs = [item for pair in codec.encode_fields(fields).items() for item in pair]
         ttl_ms = _milliseconds(ttl) if ttl else ""
         with self._errors():
-            self._index(kind, id, ttl_ms or 0)
-            written = self._scripts["record_put"](
-                keys=[self._record_key(kind, id)],
-                args=["1" if only_if_absent else "0", ttl_ms, *pairs],
+            expires_ms = int(
+                self._scripts["record_put"](
+                    keys=[self._record_key(kind, id)],
+                    args=["1" if only_if_absent else "0", ttl_ms, *pairs],
+                )
             )
-        return int(written) >= 0
+            if expires_ms < 0:  # only_if_absent, and a record exists
+                return False
+            self._register(kind, id, expires_ms)
+        return True
 
     def get(self, kind: str, id: str) -> Record | None:
         check_kind(kind)
@@ -137,23 +150,25 @@ class RedisStore:
         check_kind(kind)
         check_id(id)
         with self._errors():
+            version = self.client.hget(self._index_keys(kind)[2], id)  # before the record goes
             deleted = int(self.client.delete(self._record_key(kind, id)))
-            self._scripts["index_remove"](keys=self._index_keys(kind), args=[id])
+            if version is not None:
+                self._forget(kind, "drop", [(id, version)])
         return deleted > 0
 
     def list(self, kind: str, *, cursor: str | None = None, limit: int = 100) -> Page:
         check_kind(kind)
         check_limit(limit)
         start = f"({cursor}" if cursor else "-"
+        idx, _, versions, _ = self._index_keys(kind)
         with self._errors():
-            ids = self.client.zrange(
-                self._index_keys(kind)[0], start, "+", bylex=True, offset=0, num=limit
-            )
-            pipe = self.client.pipeline(transaction=False)
-            for id in ids:
-                pipe.hgetall(self._record_key(kind, id))
-            raws = pipe.execute() if ids else []
-        # An id whose record expired stays indexed until a write sweeps it: skip it here.
+            reply = self._scripts["index_page"](keys=[idx, versions], args=[start, limit])
+            ids, seen = reply[0::2], reply[1::2]
+            raws = self._read_records(kind, ids)
+            # An id whose record expired (or was deleted mid-way) is skipped and forgotten.
+            gone = [(id, v) for id, v, raw in zip(ids, seen, raws, strict=True) if not raw]
+            if gone:
+                self._forget(kind, "drop", gone)
         records = tuple(_record(kind, id, raw) for id, raw in zip(ids, raws, strict=True) if raw)
         return Page(records, ids[-1] if len(ids) == limit else None)
 
@@ -169,7 +184,7 @@ class RedisStore:
     ) -> UpdateResult:
         check_kind(kind)
         check_id(id)
-        check_fields({**(set or {}), **(increment or {}), **(expect or {})})
+        check_update(set, increment, expect)
         mode, ttl_ms = _expiry_mode(ttl)
         args = [mode, ttl_ms, len(expect or {}), len(set or {}), len(increment or {})]
         for name, value in (expect or {}).items():
@@ -177,15 +192,16 @@ class RedisStore:
         for name, value in (set or {}).items():
             args += [name, codec.encode(value)]
         for name, amount in (increment or {}).items():
-            args += [name, str(_integer(name, amount))]
-        with self._errors():
+            args += [name, str(amount)]
+        with self._errors(), _not_integer_is_input_error():
             reply = self._scripts["record_update"](keys=[self._record_key(kind, id)], args=args)
-            status = UpdateStatus(reply[0])
-            if status is UpdateStatus.UPDATED and mode != "keep":
-                self._index(kind, id, ttl_ms or 0)
+        status = UpdateStatus(reply[0])
         if status is UpdateStatus.MISSING:
             return UpdateResult(status, None)
         raw = dict(zip(reply[1::2], reply[2::2], strict=True))
+        if status is UpdateStatus.UPDATED and mode != "keep":
+            with self._errors():
+                self._register(kind, id, int(raw.get(EXPIRY_FIELD) or 0))
         return UpdateResult(status, _record(kind, id, raw))
 
     # -- log -------------------------------------------------------------------------------
@@ -236,8 +252,12 @@ class RedisStore:
     def info(self) -> StoreInfo:
         with self._errors():
             node = self._one_node()
-            server = node.info("server")
-            memory = node.info("memory")
+            try:
+                server = node.info("server")
+                memory = node.info("memory")
+            except redis.ResponseError:  # INFO refused (an ACL rule) or unknown (fakeredis)
+                node.ping()
+                server, memory = {"redis_version": "unknown"}, {}
         details = {
             "maxmemory_policy": str(memory.get("maxmemory_policy", "unknown")),
             "mode": str(server.get("redis_mode", "standalone")),
@@ -254,16 +274,51 @@ class RedisStore:
     def _record_key(self, kind: str, id: str) -> str:
         return f"{self.prefix}{kind}:{{{id}}}"
 
-    def _index_keys(self, kind: str) -> builtins.list[str]:
-        return [f"{self.prefix}idx:{{{kind}}}", f"{self.prefix}exp:{{{kind}}}"]
+    def _index_keys(self, kind: str) -> tuple[str, str, str, str]:
+        """The id index, expiry hints, versions and counter of a kind: one slot."""
+        base = f"{self.prefix}_{{family}}:{{{{{kind}}}}}"
+        return (
+            base.format(family="idx"),
+            base.format(family="exp"),
+            base.format(family="ver"),
+            base.format(family="seq"),
+        )
 
     def _log_key(self, stream: str) -> str:
-        return f"{self.prefix}log:{{{stream}}}"
+        return f"{self.prefix}_log:{{{stream}}}"
 
-    def _index(self, kind: str, id: str, ttl_ms: int | str) -> None:
-        self._scripts["index_add"](
-            keys=self._index_keys(kind), args=[id, str(ttl_ms or 0), SWEEP_PER_WRITE]
+    def _read_records(self, kind: str, ids: Sequence[str]) -> builtins.list[dict[str, str]]:
+        if not ids:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for id in ids:
+            pipe.hgetall(self._record_key(kind, id))
+        return builtins.list(pipe.execute())
+
+    def _register(self, kind: str, id: str, expires_ms: int) -> None:
+        """Index a record just written; then sweep the expired entries the index names."""
+        candidates = self._scripts["index_add"](
+            keys=builtins.list(self._index_keys(kind)), args=[id, expires_ms, SWEEP_PER_WRITE]
         )
+        if candidates:
+            self._sweep(kind, builtins.list(zip(candidates[0::2], candidates[1::2], strict=True)))
+
+    def _sweep(self, kind: str, candidates: Sequence[tuple[str, str]]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for id, _ in candidates:
+            pipe.exists(self._record_key(kind, id))
+        alive = pipe.execute()
+        gone = [c for c, exists in zip(candidates, alive, strict=True) if not exists]
+        stale = [c for c, exists in zip(candidates, alive, strict=True) if exists]
+        if gone:
+            self._forget(kind, "drop", gone)
+        if stale:  # a racing writer left an old expiry hint on a live record
+            self._forget(kind, "unexpire", stale)
+
+    def _forget(self, kind: str, mode: str, entries: Sequence[tuple[str, str]]) -> None:
+        idx, exp, versions, _ = self._index_keys(kind)
+        args = [mode, *(item for entry in entries for item in entry)]
+        self._scripts["index_forget"](keys=[idx, exp, versions], args=args)
 
     def _one_node(self) -> Any:
         """Server-wide questions (time, version) go to one node, also on a cluster."""
@@ -286,6 +341,17 @@ def _nodes(url: StoreUrl) -> builtins.list[ClusterNode]:
     return [ClusterNode(host, port) for host, port in url.nodes]  # type: ignore[no-untyped-call]
 
 
+@contextmanager
+def _not_integer_is_input_error() -> Iterator[None]:
+    try:
+        yield
+    except redis.ResponseError as e:
+        if "NOTINTEGER" not in str(e):
+            raise
+        field = str(e).split("NOTINTEGER field ", 1)[-1].split(" ", 1)[0]
+        raise InvalidInputError(f"field {field} does not hold an integer", field=field) from None
+
+
 def _source(name: str) -> str:
     return resources.files("mcpsec.store").joinpath(f"scripts/{name}.lua").read_text()
 
@@ -301,12 +367,6 @@ def _expiry_mode(ttl: float | _Keep | None) -> tuple[str, int | str]:
         return "persist", ""
     check_ttl(ttl)
     return "set", _milliseconds(ttl)
-
-
-def _integer(name: str, amount: int) -> int:
-    if isinstance(amount, bool) or not isinstance(amount, int):
-        raise InvalidInputError(f"increment of {name} must be an integer", field=name)
-    return amount
 
 
 def _position(after: str | None) -> str:

@@ -43,6 +43,8 @@ from mcpsec.store.interface import (
     check_kind,
     check_limit,
     check_ttl,
+    check_update,
+    is_counter,
 )
 from mcpsec.store.url import redact_url
 
@@ -161,7 +163,7 @@ class SqliteStore:
     ) -> UpdateResult:
         check_kind(kind)
         check_id(id)
-        check_fields({**(set or {}), **(increment or {}), **(expect or {})})
+        check_update(set, increment, expect)
         if not isinstance(ttl, _Keep):
             check_ttl(ttl)
         with self._write() as db:
@@ -175,7 +177,7 @@ class SqliteStore:
                 return UpdateResult(UpdateStatus.CONFLICT, _record(kind, id, row[0], expires_at))
             fields.update(set or {})
             for name, amount in (increment or {}).items():
-                fields[name] = int(fields.get(name) or 0) + int(amount)
+                fields[name] = _incremented(name, fields.get(name), amount)
             if not isinstance(ttl, _Keep):
                 expires_at = now + ttl if ttl else None
             data = codec.encode_document(fields)
@@ -355,6 +357,16 @@ def _expected(fields: Mapping[str, JSONValue], expect: Mapping[str, JSONValue]) 
     return all(
         codec.encode(fields.get(name)) == codec.encode(value) for name, value in expect.items()
     )
+
+
+def _incremented(name: str, current: JSONValue, amount: int) -> int:
+    """The same rule as the Redis script: integers only, and 64-bit like HINCRBY."""
+    if not is_counter(current):
+        raise InvalidInputError(f"field {name} does not hold an integer", field=name)
+    result = int(current or 0) + amount
+    if not is_counter(result):
+        raise InvalidInputError(f"field {name} would overflow a 64-bit integer", field=name)
+    return result
 
 
 def _seq(after: str | None) -> int:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 KIND = "thing"
 BIG_KIND = "big"
 BIG_COUNT = 10_000
+SHORT_TTL = 0.5
 
 
 def all_pages(store: Store, kind: str, limit: int) -> Iterator[Page]:
@@ -171,22 +172,49 @@ def test_other_kinds_are_not_mixed_in(store: Store) -> None:
     assert {r.fields["kind"] for r in page.records} == {"thing"}
 
 
+def assert_listed(store: Store, kind: str, expected: set[str], *, limit: int = 100) -> None:
+    listed = listed_ids(store, kind, limit=limit)
+    missing, extra = sorted(expected - set(listed)), sorted(set(listed) - expected)
+    assert not missing, f"live records not listed: {missing}"
+    assert not extra, f"records listed that are not live: {extra}"
+    assert listed == sorted(expected)
+
+
 def test_deleted_and_expired_records_are_not_listed(store: Store) -> None:
+    """Whatever writes came before, a live record is listed and a dead one is not."""
     ids = [f"r{n:02d}" for n in range(30)]
     for n, id_ in enumerate(ids):
-        store.put(KIND, id_, {"n": n}, ttl=0.5 if n % 3 == 0 else None)
+        store.put(KIND, id_, {"n": n}, ttl=SHORT_TTL if n % 3 == 0 else None)
     deleted = {id_ for n, id_ in enumerate(ids) if n % 3 == 1 and n < 15}
     for id_ in deleted:
         assert store.delete(KIND, id_) is True
-    assert listed_ids(store, KIND, limit=4) == [i for i in ids if i not in deleted]
+    expired = {id_ for n, id_ in enumerate(ids) if n % 3 == 0}
+    # Writes that leave a record alive whatever expiry they mention on the way.
+    store.put(KIND, "kept", {"v": 1})
+    assert store.put(KIND, "kept", {"v": 2}, ttl=SHORT_TTL, only_if_absent=True) is False
+    store.put(KIND, "persisted", {}, ttl=SHORT_TTL)
+    store.update(KIND, "persisted", ttl=None)
+    store.put(KIND, "extended", {}, ttl=SHORT_TTL)
+    store.update(KIND, "extended", ttl=60)
+    store.put(KIND, "replaced", {}, ttl=SHORT_TTL)
+    store.put(KIND, "replaced", {})
+    store.put(KIND, "conflicted", {}, ttl=SHORT_TTL)
+    assert store.update(KIND, "conflicted", expect={"x": 1}, ttl=None).status.value == "conflict"
+    expired.add("conflicted")
+    survivors = {"kept", "persisted", "extended", "replaced"}
+    before = (set(ids) - deleted) | survivors | {"conflicted"}
+    assert_listed(store, KIND, before, limit=4)
 
-    time.sleep(1.2)
+    time.sleep(SHORT_TTL + 1.1)
+    writes = {f"w{n:02d}" for n in range(25)}  # later writes to the kind, which may tidy up
+    for id_ in sorted(writes):
+        store.put(KIND, id_, {})
 
-    live = [id_ for n, id_ in enumerate(ids) if n % 3 != 0 and id_ not in deleted]
-    assert listed_ids(store, KIND, limit=4) == live
-    assert listed_ids(store, KIND, limit=100) == live
-    first = store.list(KIND, limit=100)
-    assert first.next_cursor is None
+    for id_ in sorted(before):
+        assert (store.get(KIND, id_) is not None) == (id_ not in expired), id_
+    after = (before - expired) | writes
+    assert_listed(store, KIND, after, limit=4)
+    assert_listed(store, KIND, after, limit=100)
 
 
 def test_records_that_live_through_paging_are_seen_once(store: Store) -> None:

@@ -6,7 +6,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from mcpsec.core.errors import InvalidInputError
+from mcpsec.core.errors import InvalidInputError, StoreError
 from mcpsec.store.interface import KEEP_TTL, Record, Store, StoreInfo, UpdateStatus
 
 if TYPE_CHECKING:
@@ -281,6 +281,35 @@ def test_expect_none_matches_an_absent_field(store: Store) -> None:
     assert again.record.fields["owner"] == "me"
 
 
+def test_counters_are_exact_integers(store: Store) -> None:
+    store.put(KIND, "r1", {"big": 2**53, "neg": -(2**53)})
+    result = store.update(KIND, "r1", increment={"big": 1, "neg": -1})
+    assert result.record is not None
+    assert dict(result.record.fields) == {"big": 2**53 + 1, "neg": -(2**53) - 1}
+
+
+@pytest.mark.parametrize("amount", [1.5, True, "1", None], ids=repr)
+def test_increments_must_be_integers(store: Store, amount: Any) -> None:
+    store.put(KIND, "r1", {"uses": 1})
+    with pytest.raises(InvalidInputError):
+        store.update(KIND, "r1", increment={"uses": amount})
+    got = store.get(KIND, "r1")
+    assert got is not None
+    assert dict(got.fields) == {"uses": 1}
+
+
+@pytest.mark.parametrize("current", ["abc", 1.5, [1], {"a": 1}, True], ids=repr)
+def test_incrementing_a_field_that_is_not_an_integer_changes_nothing(
+    store: Store, current: Any
+) -> None:
+    store.put(KIND, "r1", {"value": current, "uses": 1})
+    with pytest.raises((InvalidInputError, StoreError)):
+        store.update(KIND, "r1", set={"other": 1}, increment={"uses": 1, "value": 1})
+    got = store.get(KIND, "r1")
+    assert got is not None
+    assert dict(got.fields) == {"value": current, "uses": 1}
+
+
 # --- validation -----------------------------------------------------------------------------
 
 BAD_IDS = ["a b", "{x}", "", "tab\there", "new\nline", "x" * 201]
@@ -348,19 +377,19 @@ def test_non_positive_ttls_are_refused(store: Store, bad_ttl: float) -> None:
     assert after.expires_at == pytest.approx(before.expires_at, abs=0.01)
 
 
-NON_JSON: list[Any] = [
-    object(),
-    float("nan"),
-    float("inf"),
-    -float("inf"),
-    {1, 2},
-    b"bytes",
-    [1, object()],
-    {"nested": float("nan")},
-]
+NON_JSON: dict[str, Any] = {
+    "object": object(),
+    "nan": float("nan"),
+    "inf": float("inf"),
+    "-inf": -float("inf"),
+    "set": {1, 2},
+    "bytes": b"bytes",
+    "object-in-list": [1, object()],
+    "nan-in-dict": {"nested": float("nan")},
+}
 
 
-@pytest.mark.parametrize("bad_value", NON_JSON, ids=repr)
+@pytest.mark.parametrize("bad_value", NON_JSON.values(), ids=NON_JSON.keys())
 def test_values_that_are_not_json_are_refused(store: Store, bad_value: Any) -> None:
     with pytest.raises(InvalidInputError):
         store.put(KIND, "r1", {"ok": 1, "bad": bad_value})

@@ -103,7 +103,7 @@ def free_cluster_port() -> int:
 
 
 def command(port: int, *args: str, timeout: float = 1.0) -> str:
-    """Send one command over RESP and return a simple-string or bulk reply as text.
+    """Send one command over RESP; return a simple-string or bulk reply as text (nil as "").
 
     Raises OSError when the server does not answer and RuntimeError on an error reply.
     """

@@ -11,8 +11,9 @@
 --
 -- Returns {status, field, value, ...}: "missing" with no fields when there is no record;
 -- "conflict" with the unchanged record when an expectation fails (nothing is written);
--- "updated" with the record as it now is. A non-integer field to increment is an error
--- raised before anything is written.
+-- "updated" with the record as it now is. A field to increment that holds anything but an
+-- integer is a NOTINTEGER error raised before anything is written. A field may be set or
+-- incremented, not both (the caller checks).
 
 local key = KEYS[1]
 if redis.call("EXISTS", key) == 0 then
@@ -32,21 +33,27 @@ for _ = 1, n_expect do
   i = i + 2
 end
 
+-- Check every increment before writing anything: a script is not rolled back on error.
+local first_incr = i + 2 * n_set
+for j = first_incr, first_incr + 2 * (n_incr - 1), 2 do
+  local current = redis.call("HGET", key, ARGV[j])
+  if current ~= false and current ~= "null" and not (#current <= 20 and string.match(current, "^%-?%d+$")) then
+    return redis.error_reply("NOTINTEGER field " .. ARGV[j] .. " does not hold an integer")
+  end
+end
+
 local writes = {}
 for _ = 1, n_set do
   writes[#writes + 1] = ARGV[i]
   writes[#writes + 1] = ARGV[i + 1]
   i = i + 2
 end
+-- HINCRBY is exact over 64-bit integers; Lua numbers are doubles and would round above 2^53.
 for _ = 1, n_incr do
-  local current = redis.call("HGET", key, ARGV[i])
-  if current == false or current == "null" then current = "0" end
-  local value = tonumber(current)
-  if value == nil or value ~= math.floor(value) then
-    return redis.error_reply("field " .. ARGV[i] .. " is not an integer")
+  if redis.call("HGET", key, ARGV[i]) == "null" then
+    redis.call("HSET", key, ARGV[i], "0")
   end
-  writes[#writes + 1] = ARGV[i]
-  writes[#writes + 1] = string.format("%d", value + tonumber(ARGV[i + 1]))
+  redis.call("HINCRBY", key, ARGV[i], ARGV[i + 1])
   i = i + 2
 end
 
