@@ -23,6 +23,7 @@ NOT_FOUND: Final = 3
 CONFIG: Final = 4
 STORE: Final = 5
 INTERNAL: Final = 70  # EX_SOFTWARE: a bug in mcpsec
+OUTPUT: Final = 74  # EX_IOERR: the result could not be written
 INTERRUPTED: Final = 130
 
 EXIT_CODES: Final[tuple[tuple[int, str], ...]] = (
@@ -33,11 +34,18 @@ EXIT_CODES: Final[tuple[tuple[int, str], ...]] = (
     (CONFIG, "configuration or secret problem"),
     (STORE, "store unavailable, read-only or failing"),
     (INTERNAL, "internal error (a bug in mcpsec; please report it)"),
+    (OUTPUT, "the output could not be written (standard output closed or full)"),
     (INTERRUPTED, "interrupted (Ctrl-C)"),
 )
 
+
+class OutputError(MCPSecError):
+    """The result could not be written to standard output."""
+
+
 # Most specific family first: SecretError is a ConfigError, StoreReadOnlyError a StoreError.
 _FAMILIES: Final[tuple[tuple[type[MCPSecError], int], ...]] = (
+    (OutputError, OUTPUT),
     (InvalidInputError, USAGE),
     (NotFoundError, NOT_FOUND),
     (ConfigError, CONFIG),

@@ -40,11 +40,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _quiet_broken_pipe() -> None:
     """If a reader closed our stdout (`| head`), don't let the final flush print a warning."""
+    if sys.stdout is None:
+        return
     try:
         sys.stdout.flush()
-    except BrokenPipeError:
+    except OSError:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ def read_value(value: str | None, what: str) -> str:
     """
     if value is not None and value != "-":
         return value
+    if sys.stdin is None:  # started with stdin closed (`<&-`)
+        raise InvalidInputError(f"no {what} given, and standard input is closed")
     if value is None and sys.stdin.isatty():
         raise InvalidInputError(f"no {what} given; pass it as an argument, or `-` to read stdin")
     text = sys.stdin.read()

@@ -10,6 +10,7 @@ Rich is imported only when a table is drawn on a terminal (start-up cost).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -20,7 +21,10 @@ from enum import Enum, StrEnum
 from pathlib import Path
 from typing import IO, Any
 
+from mcpsec.cli.errors import OutputError
+
 PROGRAM = "mcpsec"
+BOLD, RESET = "\033[1m", "\033[0m"
 
 
 class Mode(StrEnum):
@@ -39,9 +43,9 @@ class Output:
         stderr: IO[str] | None = None,
     ) -> None:
         self.mode = mode
-        self.stdout = stdout or sys.stdout
-        self.stderr = stderr or sys.stderr
-        self.color = color and _isatty(self.stdout)
+        self.stdout: IO[str] | None = stdout or sys.stdout
+        self.stderr: IO[str] | None = stderr or sys.stderr
+        self.color = color and self.stdout is not None and _isatty(self.stdout)
 
     def result(self, value: Any, *, human: Callable[[Any], str] | None = None) -> None:
         """Render a result; `human` may give the plain-text form when key/value lines won't do."""
@@ -56,44 +60,45 @@ class Output:
             self.fields(jsonable(value))
 
     def fields(self, document: Mapping[str, Any]) -> None:
+        """Aligned `name: value` lines. Values are never wrapped: a verifier or key split over
+        two lines breaks copy-paste."""
         rows = [(name, _plain(value)) for name, value in document.items()]
-        if self.color:
-            self._rich_table(rows)
-            return
         width = max((len(name) for name, _ in rows), default=0)
         for name, value in rows:
-            self.line(f"{name + ':':<{width + 1}}  {value}")
+            label = f"{name + ':':<{width + 1}}"
+            self.line(f"{BOLD}{label}{RESET}  {value}" if self.color else f"{label}  {value}")
 
     def line(self, text: str = "") -> None:
+        if self.stdout is None:  # started with stdout closed (`>&-`): nowhere to write
+            raise OutputError("standard output is closed; nothing could be printed")
         try:
             print(text, file=self.stdout, flush=True)
         except BrokenPipeError:
             # The reader left (`| head`). Finish quietly so the exit code stays the verdict's.
             _discard_stdout()
+        except OSError as e:
+            raise OutputError(f"cannot write to standard output: {e.strerror}") from e
 
     def warn(self, message: str) -> None:
-        print(f"{PROGRAM}: warning: {message}", file=self.stderr, flush=True)
+        _to_stderr(f"{PROGRAM}: warning: {message}", self.stderr)
 
     def note(self, message: str) -> None:
         """A progress or status message for people; silent under --quiet and --json."""
         if self.mode is Mode.HUMAN:
-            print(message, file=self.stderr, flush=True)
-
-    def _rich_table(self, rows: list[tuple[str, str]]) -> None:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(show_header=False, box=None, pad_edge=False)
-        table.add_column(style="bold")
-        table.add_column(overflow="fold")
-        for name, value in rows:
-            table.add_row(name, value)
-        Console(file=self.stdout).print(table)
+            _to_stderr(message, self.stderr)
 
 
 def error_line(message: str, *, stream: IO[str] | None = None) -> None:
     """The single line every failure gets: `mcpsec: error: …`."""
-    print(f"{PROGRAM}: error: {message}", file=stream or sys.stderr, flush=True)
+    _to_stderr(f"{PROGRAM}: error: {message}", stream or sys.stderr)
+
+
+def _to_stderr(text: str, stream: IO[str] | None) -> None:
+    """Messages never fail a command: with stderr closed or full, they are dropped."""
+    if stream is None:
+        return
+    with contextlib.suppress(OSError):
+        print(text, file=stream, flush=True)
 
 
 def jsonable(value: Any) -> Any:  # noqa: PLR0911 - one return per shape
@@ -134,6 +139,7 @@ def _plain(value: Any) -> str:
 
 
 def _discard_stdout() -> None:
+    """Point fd 1 at /dev/null, so later writes and the final flush cannot fail again."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)

@@ -18,8 +18,10 @@ from typing import Any
 from mcpsec.core.durations import parse_duration
 from mcpsec.core.errors import ConfigError, InvalidInputError
 from mcpsec.core.secret_files import Secret
+from mcpsec.store.interface import check_prefix
 
 CONFIG_ENV = "MCPSEC_CONFIG"
+MAX_STORE_TIMEOUT = 600.0
 
 # Every setting: its dotted name, the environment variable that sets it, and whether it is a
 # secret (redacted by `config show`). Later capabilities add their rows here.
@@ -114,9 +116,10 @@ def load_settings(
 ) -> Settings:
     """Merge the four layers and validate every value, naming the layer a bad value came from."""
     path = resolve_config_path(environ, config_path)
+    named = config_path is not None or bool(environ.get(CONFIG_ENV))
     layers: list[tuple[str, dict[str, Any]]] = [
         ("default", {"store.url": default_store_url(environ)}),
-        (f"file {path}", _read_file(path)),
+        (f"file {path}", _read_file(path, must_exist=named)),
         ("environment", _from_env(environ)),
         ("flag", {k: v for k, v in (flags or {}).items() if v is not None}),
     ]
@@ -140,15 +143,24 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     return {name: environ[var] for name, var in ENV_VARS.items() if environ.get(var)}
 
 
-def _read_file(path: Path) -> dict[str, Any]:
+def _read_file(path: Path, *, must_exist: bool) -> dict[str, Any]:
+    """A missing default file means defaults; a file named by --config or MCPSEC_CONFIG must
+    exist, or a typo in its path would silently point every command at another store."""
     try:
         with path.open("rb") as f:
             document = tomllib.load(f)
     except FileNotFoundError:
+        if must_exist:
+            raise ConfigError(
+                f"config file {path} does not exist",
+                source=str(path),
+                hint="check the path given by --config or MCPSEC_CONFIG, or create it with "
+                "`mcpsec config init`",
+            ) from None
         return {}
     except OSError as e:
         raise ConfigError(f"cannot read config file {path}: {e.strerror}", source=str(path)) from e
-    except tomllib.TOMLDecodeError as e:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"config file {path} is not valid TOML: {e}", source=str(path)) from e
     return _flatten(document, path)
 
@@ -178,10 +190,11 @@ def _build(path: Path, found: bool, merged: dict[str, Any], sources: dict[str, s
         return text(name) if name in merged else None
 
     timeout = optional("store.timeout")
+    prefix = optional("store.prefix")
     store = StoreSettings(
         url=text("store.url"),
-        prefix=optional("store.prefix") or StoreSettings.prefix,
-        timeout=_duration(timeout, "store.timeout", sources) if timeout else StoreSettings.timeout,
+        prefix=_prefix(prefix, sources) if prefix else StoreSettings.prefix,
+        timeout=_timeout(timeout, sources) if timeout else StoreSettings.timeout,
     )
     secret = optional("tokens.secret")
     secret_file = optional("tokens.secret_file")
@@ -192,11 +205,23 @@ def _build(path: Path, found: bool, merged: dict[str, Any], sources: dict[str, s
     return Settings(path, found, store, tokens, sources)
 
 
-def _duration(value: str, name: str, sources: Mapping[str, str]) -> float:
+def _timeout(value: str, sources: Mapping[str, str]) -> float:
+    """Seconds to wait for the store; capped, since a command that hangs for hours is a bug."""
+    name = "store.timeout"
     try:
-        return parse_duration(value, field=name)
+        seconds = parse_duration(value, field=name)
     except InvalidInputError as e:
         raise ConfigError(f"{name} from {sources[name]}: {e}") from e
+    if seconds > MAX_STORE_TIMEOUT:
+        raise ConfigError(f"{name} from {sources[name]}: {value} is longer than 10m")
+    return seconds
+
+
+def _prefix(value: str, sources: Mapping[str, str]) -> str:
+    try:
+        return check_prefix(value)
+    except InvalidInputError as e:
+        raise ConfigError(f"store.prefix from {sources['store.prefix']}: {e}") from e
 
 
 def _relative_to(config_path: Path, value: str) -> Path:

@@ -17,11 +17,7 @@ from typing import Any
 
 from mcpsec.core.config import default_store_url, resolve_config_path
 from mcpsec.core.errors import ConfigError
-from mcpsec.core.secret_files import (
-    loose_permissions,
-    new_secret_value,
-    write_private_file,
-)
+from mcpsec.core.secret_files import new_secret_value, read_secret_file, write_private_file
 
 SECRET_FILE_NAME = "jwt.secret"  # noqa: S105 - a file name, not a secret
 
@@ -44,10 +40,22 @@ def init_config(
             f"config file {path} already exists",
             hint="pass --force to replace it (its secret files are kept)",
         )
+    if path.is_dir():
+        raise ConfigError(f"config path {path} is a folder", hint="name a file, e.g. config.toml")
     secret_path = path.parent / SECRET_FILE_NAME
-    created = _ensure_secret(secret_path)
     text = render_default_config(default_store_url(environ))
-    write_private_file(path, text.encode(), overwrite=True)
+    try:
+        created = _ensure_secret(secret_path)
+        try:
+            write_private_file(path, text.encode(), overwrite=True)
+        except BaseException:
+            if created:  # leave nothing half-done: no secret without the config naming it
+                secret_path.unlink(missing_ok=True)
+            raise
+    except OSError as e:
+        raise ConfigError(
+            f"cannot write {e.filename or path}: {e.strerror}", source=str(path)
+        ) from e
     return InitResult(path, existed, secret_path, created)
 
 
@@ -65,13 +73,9 @@ def render_default_config(store_url: str) -> str:
 
 
 def _ensure_secret(path: Path) -> bool:
-    if path.exists():
-        loose = loose_permissions(path)
-        if loose is not None:
-            raise ConfigError(
-                f"secret file {path} is readable by others (mode {loose:04o})",
-                hint=f"run `chmod 600 {path}`, then run this again",
-            )
+    """Create the secret, or check that an existing one is safe to keep (ours, private)."""
+    if path.exists() or path.is_symlink():
+        read_secret_file(path)
         return False
     write_private_file(path, (new_secret_value() + "\n").encode())
     return True

@@ -154,6 +154,17 @@ def _store_ok(info: StoreInfo) -> Check:
 
 
 def _policy_check(info: StoreInfo) -> list[Check]:
+    file_mode = int(info.details.get("file_mode", "0"), 8)
+    if file_mode & 0o077:
+        return [
+            Check(
+                "store file",
+                Status.WARN,
+                f"{info.details.get('path')} has mode {file_mode:04o}: others can read "
+                f"keys and the audit log; run `chmod 600 {info.details.get('path')}`",
+                Area.STORE,
+            )
+        ]
     policy = info.details.get("maxmemory_policy")
     if policy is None or policy in {"noeviction", "unknown"}:
         return []

@@ -10,6 +10,7 @@ import re
 
 from mcpsec.core.errors import InvalidInputError
 
+MAX_SECONDS = 100 * 365 * 86400.0
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _WHOLE = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+")
@@ -27,6 +28,8 @@ def parse_duration(text: str, *, field: str = "duration") -> float:
     seconds = sum(float(n) * _UNITS[unit] for n, unit in _PART.findall(cleaned))
     if seconds <= 0:
         raise InvalidInputError(f"{field}: {text!r} must be longer than zero", field=field)
+    if seconds > MAX_SECONDS:  # also catches a number so long it became infinity
+        raise InvalidInputError(f"{field}: {text!r} is longer than 100 years", field=field)
     return seconds
 
 

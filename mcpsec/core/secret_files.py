@@ -49,29 +49,52 @@ def check_strength(secret: Secret, minimum: int = MIN_SECRET_BYTES) -> None:
         )
 
 
-def loose_permissions(path: Path) -> int | None:
-    """The group/other permission bits of `path` if any are set, else None."""
-    mode = path.stat().st_mode
-    return stat.S_IMODE(mode) if mode & 0o077 else None
-
-
 def read_secret_file(path: Path) -> Secret:
-    """Read a secret file, refusing one that others can read: a leaked secret cannot be unleaked."""
+    """Read a secret file the way ssh reads a private key: only from a regular file that this
+    user owns and nobody else can read, in a folder nobody else can write to.
+
+    The checks look at the open descriptor, not the path, so the file cannot be swapped
+    between the check and the read.
+    """
     try:
-        if not path.is_file():
-            raise SecretError(f"secret file {path} does not exist or is not a regular file")
-        loose = loose_permissions(path)
-        if loose is not None:
-            raise SecretError(
-                f"secret file {path} is readable by others (mode {loose:04o})",
-                hint=f"run `chmod 600 {path}`",
-            )
-        value = path.read_bytes().strip()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+    except FileNotFoundError:
+        raise SecretError(f"secret file {path} does not exist") from None
     except OSError as e:
         raise SecretError(f"cannot read secret file {path}: {e.strerror}") from e
+    try:
+        _refuse_unsafe(path, os.fstat(fd))
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            value = f.read().strip()
+    except OSError as e:
+        raise SecretError(f"cannot read secret file {path}: {e.strerror}") from e
+    finally:
+        os.close(fd)
     if not value:
         raise SecretError(f"secret file {path} is empty")
     return Secret(value, f"file {path}")
+
+
+def _refuse_unsafe(path: Path, info: os.stat_result) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        raise SecretError(f"secret file {path} is not a regular file")
+    if info.st_uid != os.geteuid():
+        raise SecretError(
+            f"secret file {path} belongs to another user (uid {info.st_uid})",
+            hint="a secret someone else could have written is not a secret; create your own",
+        )
+    if info.st_mode & 0o077:
+        raise SecretError(
+            f"secret file {path} is readable by others (mode {stat.S_IMODE(info.st_mode):04o})",
+            hint=f"run `chmod 600 {path}`",
+        )
+    # Others who can write to the folder can replace the file (unless the sticky bit stops them).
+    folder = path.parent.stat().st_mode
+    if folder & (stat.S_IWGRP | stat.S_IWOTH) and not folder & stat.S_ISVTX:
+        raise SecretError(
+            f"the folder of secret file {path} is writable by others",
+            hint=f"run `chmod go-w {path.parent}`",
+        )
 
 
 def read_secret_stream(stream: IO[str], source: str = "standard input") -> Secret:
@@ -83,10 +106,15 @@ def read_secret_stream(stream: IO[str], source: str = "standard input") -> Secre
 
 
 def ensure_private_dir(path: Path) -> None:
-    """Create `path` (and parents) as 0700 if missing; an existing folder is left as it is."""
-    if not path.exists():
+    """Create `path` (and parents) as 0700 if missing; an existing folder is left as it is.
+
+    Several processes may open a fresh store at once: losing the race to create is fine.
+    """
+    try:
         path.mkdir(mode=0o700, parents=True)
-        path.chmod(0o700)
+    except FileExistsError:
+        return
+    path.chmod(0o700)  # mkdir's mode is filtered by the umask
 
 
 def write_private_file(path: Path, content: bytes, *, overwrite: bool = False) -> None:

@@ -19,7 +19,10 @@ def encode(value: JSONValue) -> str:
     try:
         return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as e:
-        raise InvalidInputError(f"value {value!r} cannot be stored: {e}", field="fields") from e
+        # The value itself is not quoted: it could be a secret someone passed by mistake.
+        raise InvalidInputError(
+            f"a {type(value).__name__} value cannot be stored as JSON", field="fields"
+        ) from e
 
 
 def decode(text: str) -> JSONValue:

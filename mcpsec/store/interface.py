@@ -27,6 +27,8 @@ JSONValue = Any
 # whitespace and control characters would make keys unreadable in redis-cli.
 _NAME = re.compile(r"[^\s{}\x00-\x1f\x7f]{1,200}")
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")
+_PREFIX = re.compile(r"[^\s{}\x00-\x1f\x7f]{0,64}")
+MAX_TTL: Final = 100 * 365 * 86400.0  # seconds; beyond this, "never expires" is what was meant
 RESERVED_PREFIX: Final = "__"
 INT64_MIN: Final = -(2**63)
 INT64_MAX: Final = 2**63 - 1
@@ -156,6 +158,17 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+def check_prefix(prefix: str) -> str:
+    """A key prefix must not carry a hash tag (that would put every key in one cluster slot)."""
+    if not _PREFIX.fullmatch(prefix):
+        raise InvalidInputError(
+            f"store prefix {prefix!r} must be at most 64 characters without spaces, braces "
+            "or control characters",
+            field="prefix",
+        )
+    return prefix
+
+
 def check_kind(kind: str) -> str:
     if not _KIND.fullmatch(kind):
         raise InvalidInputError(
@@ -209,8 +222,11 @@ def is_counter(value: JSONValue) -> bool:
 
 
 def check_ttl(ttl: float | None) -> float | None:
-    if ttl is not None and ttl <= 0:
-        raise InvalidInputError(f"ttl must be positive, got {ttl}", field="ttl")
+    """Positive and at most 100 years; NaN and infinity fail both comparisons."""
+    if ttl is not None and not 0 < ttl <= MAX_TTL:
+        raise InvalidInputError(
+            f"ttl must be more than 0 and at most 100 years, got {ttl}", field="ttl"
+        )
     return ttl
 
 

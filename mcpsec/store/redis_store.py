@@ -36,7 +36,7 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
-from mcpsec.core.errors import InvalidInputError, StoreError
+from mcpsec.core.errors import ConfigError, InvalidInputError, StoreError
 from mcpsec.store import codec
 from mcpsec.store.interface import (
     KEEP_TTL,
@@ -52,6 +52,7 @@ from mcpsec.store.interface import (
     check_id,
     check_kind,
     check_limit,
+    check_prefix,
     check_ttl,
     check_update,
 )
@@ -80,7 +81,7 @@ class RedisStore:
     ) -> None:
         self.client = client
         self.url = url
-        self.prefix = prefix
+        self.prefix = check_prefix(prefix)
         self.timeout = timeout
         self.backend = backend
         self._scripts = {name: client.register_script(_source(name)) for name in _SCRIPTS}
@@ -108,6 +109,13 @@ class RedisStore:
                 client = redis.Redis.from_url(url.url, **common)
         except (redis.RedisError, RedisClusterException) as e:
             raise translate(e, url.redacted) from e
+        except (ValueError, TypeError):
+            # redis-py's message can quote part of the URL, password included: say it ourselves.
+            raise ConfigError(
+                f"store URL {url.redacted} cannot be parsed",
+                hint="check the host and port, and percent-encode special characters "
+                "in the user name and password",
+            ) from None
         return cls(client, url=url.url, prefix=prefix, timeout=timeout, backend=url.backend)
 
     # -- records ---------------------------------------------------------------------------
@@ -128,16 +136,13 @@ class RedisStore:
         pairs = [item for pair in codec.encode_fields(fields).items() for item in pair]
         ttl_ms = _milliseconds(ttl) if ttl else ""
         with self._errors():
-            expires_ms = int(
-                self._scripts["record_put"](
-                    keys=[self._record_key(kind, id)],
-                    args=["1" if only_if_absent else "0", ttl_ms, *pairs],
-                )
+            written, expires_ms = self._scripts["record_put"](
+                keys=[self._record_key(kind, id)],
+                args=["1" if only_if_absent else "0", ttl_ms, *pairs],
             )
-            if expires_ms < 0:  # only_if_absent, and a record exists
-                return False
-            self._register(kind, id, expires_ms)
-        return True
+            # Also when not written: the record may be ours from a try whose reply was lost.
+            self._register(kind, id, int(expires_ms))
+        return bool(written)
 
     def get(self, kind: str, id: str) -> Record | None:
         check_kind(kind)
@@ -272,20 +277,20 @@ class RedisStore:
     # -- plumbing --------------------------------------------------------------------------
 
     def _record_key(self, kind: str, id: str) -> str:
-        return f"{self.prefix}{kind}:{{{id}}}"
+        return self.prefix + kind + ":{" + id + "}"
 
     def _index_keys(self, kind: str) -> tuple[str, str, str, str]:
         """The id index, expiry hints, versions and counter of a kind: one slot."""
-        base = f"{self.prefix}_{{family}}:{{{{{kind}}}}}"
+        tag = ":{" + kind + "}"
         return (
-            base.format(family="idx"),
-            base.format(family="exp"),
-            base.format(family="ver"),
-            base.format(family="seq"),
+            self.prefix + "_idx" + tag,
+            self.prefix + "_exp" + tag,
+            self.prefix + "_ver" + tag,
+            self.prefix + "_seq" + tag,
         )
 
     def _log_key(self, stream: str) -> str:
-        return f"{self.prefix}_log:{{{stream}}}"
+        return self.prefix + "_log:{" + stream + "}"
 
     def _read_records(self, kind: str, ids: Sequence[str]) -> builtins.list[dict[str, str]]:
         if not ids:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -21,6 +22,7 @@ from typing import Final
 
 from mcpsec.core.clock import Clock, SystemClock
 from mcpsec.core.errors import (
+    ConfigError,
     InvalidInputError,
     StoreError,
     StoreReadOnlyError,
@@ -253,12 +255,14 @@ class SqliteStore:
         with self._errors():
             db = self._connection()
             (mode,) = db.execute("PRAGMA journal_mode").fetchone()
-        return StoreInfo(
-            "sqlite",
-            redact_url(self.url),
-            sqlite3.sqlite_version,
-            {"path": str(self.path), "journal_mode": str(mode), "schema": str(SCHEMA_VERSION)},
-        )
+            file_mode = stat.S_IMODE(self.path.stat().st_mode)
+        details = {
+            "path": str(self.path),
+            "journal_mode": str(mode),
+            "schema": str(SCHEMA_VERSION),
+            "file_mode": f"{file_mode:04o}",
+        }
+        return StoreInfo("sqlite", redact_url(self.url), sqlite3.sqlite_version, details)
 
     def close(self) -> None:
         with self._lock:
@@ -275,6 +279,10 @@ class SqliteStore:
             ensure_private_dir(self.path.parent)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
             os.close(fd)
+        except ValueError:  # a NUL byte in the path
+            raise ConfigError(
+                f"store URL {redact_url(self.url)} names an impossible path"
+            ) from None
         except OSError as e:
             raise StoreUnavailableError(
                 f"cannot open the SQLite store {self.path}: {e.strerror}",
@@ -282,14 +290,19 @@ class SqliteStore:
             ) from e
 
     def _connection(self) -> sqlite3.Connection:
+        """This thread's connection; a forked child opens its own (SQLite forbids sharing)."""
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is not None and self._local.pid != os.getpid():
+            connection = None
         if connection is None:
             connection = sqlite3.connect(
                 self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
             )
             connection.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
-            connection.execute("PRAGMA synchronous = NORMAL")
+            # FULL: a revocation acknowledged to the operator must survive a power cut.
+            connection.execute("PRAGMA synchronous = FULL")
             self._local.connection = connection
+            self._local.pid = os.getpid()
             with self._lock:
                 self._connections.append(connection)
         return connection
@@ -347,6 +360,10 @@ class SqliteStore:
             yield
         except sqlite3.Error as e:
             raise _translate(e, self.path) from e
+        except OSError as e:
+            raise StoreUnavailableError(
+                f"the SQLite store {self.path} cannot be used: {e.strerror}"
+            ) from e
 
 
 def _record(kind: str, id: str, data: str, expires_at: float | None) -> Record:

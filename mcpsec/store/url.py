@@ -6,7 +6,6 @@ redact_url("redis://ops:hunter2@db:6379/0")                       # "redis://ops
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
@@ -15,7 +14,6 @@ from mcpsec.core.errors import ConfigError
 
 SUPPORTED = "sqlite:///path, redis://, rediss://, unix://, redis+cluster://host:port,..."
 _SECRET_QUERY_KEYS = frozenset({"password", "pass", "token"})
-_USERINFO = re.compile(r"^(?P<head>[a-z+]+://[^:@/]*)(?P<password>:[^@/]*)?@")
 
 
 @dataclass(frozen=True)
@@ -34,8 +32,17 @@ class StoreUrl:
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password (userinfo or query) replaced by `***`."""
-    text = _USERINFO.sub(lambda m: f"{m['head']}{':***' if m['password'] else ''}@", url)
+    """The URL with any password (userinfo or query) replaced by `***`.
+
+    Errs on the side of hiding: the user information runs to the *last* `@`, so a password
+    with an unencoded `@`, `/` or `?` in it is hidden whole, and schemes match in any case.
+    """
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest:
+        userinfo, _, host = rest.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        rest = f"{user}{':***' if colon else ''}@{host}"
+    text = f"{scheme}{sep}{rest}"
     base, _, query = text.partition("?")
     if not query:
         return text
@@ -46,6 +53,7 @@ def redact_url(url: str) -> str:
 def parse_store_url(url: str) -> StoreUrl:
     """Recognise the backend; refuse anything else with the list of what works."""
     scheme = url.partition(":")[0].lower()
+    url = scheme + url[len(scheme) :]  # schemes are case-insensitive (RFC 3986 section 3.1)
     if scheme == "sqlite":
         return _sqlite(url)
     if scheme in {"redis", "rediss", "unix"}:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import mcpsec
+import pytest
 
 
 def test_version(mcpsec_process):
@@ -99,3 +100,68 @@ def test_internal_error_is_one_line_exit_70(home, tmp_path):
         check=False,
     )
     assert "Traceback" in verbose.stderr and verbose.returncode == 70
+
+
+def run_shell(script: str, home: Path) -> subprocess.CompletedProcess[str]:
+    """Run `script` in sh with `mcpsec` meaning this interpreter's `-m mcpsec`."""
+    env = {**os.environ, "MCPSEC": f"{sys.executable} -m mcpsec"}
+    return subprocess.run(
+        ["sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=home,
+        check=False,
+    )
+
+
+def test_stdout_closed_is_exit_74_with_one_line(home):
+    ran = run_shell("$MCPSEC pkce generate >&-", home)
+    assert ran.returncode == 74
+    assert ran.stderr == "mcpsec: error: standard output is closed; nothing could be printed\n"
+
+
+def test_stdout_full_is_exit_74_with_one_line(home):
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    ran = run_shell("$MCPSEC doctor --json > /dev/full", home)
+    assert ran.returncode == 74
+    assert ran.stderr.strip().splitlines() == [
+        "mcpsec: error: cannot write to standard output: No space left on device"
+    ]
+
+
+def test_stdin_closed_is_a_usage_error(home):
+    ran = run_shell("$MCPSEC pkce challenge - <&-", home)
+    assert ran.returncode == 2
+    assert "standard input is closed" in ran.stderr and "Traceback" not in ran.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "code"),
+    [
+        ("redis://localhost:abc/0", 4),
+        ("redis://:pa#hunter2@h:1/0", 4),
+        ("redis://h:1/0?socket_timeout=abc", 4),
+        ("sqlite:///tmp/a%00b", 4),
+        ("REDIS://:hunter2@127.0.0.1:1/0", 5),  # a fine URL (schemes ignore case); nobody there
+    ],
+)
+def test_malformed_store_urls_are_config_errors_without_the_password(mcpsec_process, url, code):
+    for args in (["doctor"], ["config", "show"]):
+        ran = mcpsec_process("--verbose", "--store", url, *args)
+        assert ran.exit_code in (0, 4, 5), ran.stderr
+        assert "hunter2" not in ran.stdout + ran.stderr
+        assert "Traceback" not in ran.stderr
+    ran = mcpsec_process("--store", url, "doctor")
+    assert ran.exit_code == code
+
+
+def test_doctor_warns_about_a_store_file_others_can_read(mcpsec_process, home):
+    assert mcpsec_process("doctor").exit_code == 0
+    db = home / "data" / "mcpsec" / "mcpsec.db"
+    db.chmod(0o644)
+    ran = mcpsec_process("doctor")
+    assert ran.exit_code == 0
+    assert any(line.startswith("warn") and "chmod 600" in line for line in ran.stdout.splitlines())

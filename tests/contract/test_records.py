@@ -430,3 +430,40 @@ def test_a_second_store_object_sees_the_same_records(store_target: StoreTarget) 
     assert dict(record.fields) == {"v": 1}
     assert second.delete(KIND, "shared") is True
     assert first.get(KIND, "shared") is None
+
+
+def test_a_failing_increment_undoes_the_ones_before_it(store: Store) -> None:
+    """One update is all or nothing, also when its second increment overflows 64 bits."""
+    store.put(KIND, "r1", {"a": 0, "b": 2**63 - 1, "s": "old"})
+    with pytest.raises(InvalidInputError, match="b"):
+        store.update(KIND, "r1", increment={"a": 1, "b": 1}, set={"s": "new"})
+    got = store.get(KIND, "r1")
+    assert got is not None
+    assert dict(got.fields) == {"a": 0, "b": 2**63 - 1, "s": "old"}
+
+
+def test_a_failing_increment_leaves_absent_and_null_fields_as_they_were(store: Store) -> None:
+    store.put(KIND, "r1", {"n": None, "bad": "text"})
+    with pytest.raises(InvalidInputError):
+        store.update(KIND, "r1", increment={"new": 1, "n": 1, "bad": 1})
+    got = store.get(KIND, "r1")
+    assert got is not None
+    assert dict(got.fields) == {"n": None, "bad": "text"}
+
+
+def test_a_field_cannot_be_set_and_incremented_at_once(store: Store) -> None:
+    store.put(KIND, "r1", {"uses": 1})
+    with pytest.raises(InvalidInputError, match="both set and incremented"):
+        store.update(KIND, "r1", set={"uses": 5}, increment={"uses": 1})
+
+
+@pytest.mark.parametrize("ttl", [float("inf"), float("nan"), 101 * 365 * 86400.0], ids=repr)
+def test_absurd_ttls_are_refused_and_write_nothing(store: Store, ttl: float) -> None:
+    with pytest.raises(InvalidInputError, match="100 years"):
+        store.put(KIND, "r1", {"a": 1}, ttl=ttl)
+    assert store.get(KIND, "r1") is None
+    store.put(KIND, "r2", {"a": 1})
+    with pytest.raises(InvalidInputError, match="100 years"):
+        store.update(KIND, "r2", set={"a": 2}, ttl=ttl)
+    got = store.get(KIND, "r2")
+    assert got is not None and got.fields["a"] == 1 and got.expires_at is None

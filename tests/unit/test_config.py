@@ -2,6 +2,7 @@
 
 import json
 import tomllib
+from pathlib import Path
 
 import pytest
 from mcpsec.core.config import load_settings, redacted
@@ -147,3 +148,44 @@ def test_every_setting_has_a_description():
     from mcpsec.core.config import ENV_VARS, SETTING_HELP
 
     assert set(SETTING_HELP) == set(ENV_VARS)
+
+
+def test_a_named_config_file_must_exist(env, tmp_path):
+    missing = tmp_path / "prod.toml"
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(env, config_path=missing)
+    env["MCPSEC_CONFIG"] = str(missing)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(env)
+
+
+def test_a_config_file_that_is_not_utf8_is_a_config_error(env):
+    path = tmp_config(env)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b'[store]\nprefix = "\xff\xfe"\n')
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(env)
+
+
+@pytest.mark.parametrize("prefix", ["app{x}:", "a{", "two words:", "x" * 65])
+def test_prefix_cannot_carry_a_hash_tag_or_spaces(env, prefix):
+    env["MCPSEC_STORE_PREFIX"] = prefix
+    with pytest.raises(ConfigError, match=r"store\.prefix from env MCPSEC_STORE_PREFIX"):
+        load_settings(env)
+
+
+@pytest.mark.parametrize("timeout", ["11m", "9" * 400 + "s", "1h"])
+def test_store_timeout_is_bounded(env, timeout):
+    env["MCPSEC_STORE_TIMEOUT"] = timeout
+    with pytest.raises(ConfigError, match=r"store\.timeout"):
+        load_settings(env)
+
+
+def test_init_into_a_folder_or_an_impossible_path_writes_nothing(env, tmp_path):
+    folder = tmp_path / "adir"
+    folder.mkdir()
+    with pytest.raises(ConfigError, match="is a folder"):
+        init_config(env, config_path=folder, force=True)
+    assert list(tmp_path.glob("jwt.secret")) == []
+    with pytest.raises(ConfigError, match="cannot write"):
+        init_config(env, config_path=Path("/dev/null/config.toml"))

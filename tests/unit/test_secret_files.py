@@ -1,4 +1,5 @@
 import io
+import os
 import stat
 
 import pytest
@@ -81,3 +82,56 @@ def test_stream():
     assert read_secret_stream(io.StringIO("abc\n")).reveal() == b"abc"
     with pytest.raises(SecretError):
         read_secret_stream(io.StringIO(""))
+
+
+def test_a_secret_owned_by_someone_else_is_refused(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("only root can give a file away to test this")
+    target = tmp_path / "s"
+    write_private_file(target, new_secret_value().encode())
+    os.chown(target, 1234, 1234)
+    with pytest.raises(SecretError, match="belongs to another user"):
+        read_secret_file(target)
+
+
+def test_a_secret_in_a_folder_others_can_write_is_refused(tmp_path):
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    target = folder / "s"
+    write_private_file(target, new_secret_value().encode())
+    folder.chmod(0o777)
+    with pytest.raises(SecretError, match="writable by others"):
+        read_secret_file(target)
+    folder.chmod(0o1777)  # sticky, like /tmp: others cannot replace our file
+    assert read_secret_file(target).reveal()
+
+
+def test_a_symlink_to_a_private_file_is_followed(tmp_path):
+    """Kubernetes mounts secrets through symlinks; the target is what gets checked."""
+    target = tmp_path / "real"
+    write_private_file(target, b"x" * 40)
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    assert read_secret_file(link).reveal() == b"x" * 40
+
+
+def test_parallel_folder_creation_does_not_fail(tmp_path):
+    import threading
+
+    from mcpsec.core.secret_files import ensure_private_dir
+
+    folder = tmp_path / "a" / "b"
+    errors = []
+
+    def create():
+        try:
+            ensure_private_dir(folder)
+        except OSError as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=create) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and folder.is_dir()

@@ -52,3 +52,19 @@ def test_refuse(url, message):
     with pytest.raises(ConfigError, match=message) as caught:
         parse_store_url(url)
     assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "REDIS://:hunter2@h:1/0",
+        "Redis+Cluster://:hunter2@localhost:1",
+        "redis://u:hunter2@ss@h:1/0",  # an unencoded @ in the password
+        "redis://u:hunt/er2@h:1/0",  # an unencoded / in the password
+        "rediss://u:hunter2@h?password=hunter2",
+    ],
+)
+def test_redaction_errs_on_the_side_of_hiding(url):
+    shown = redact_url(url)
+    assert "hunter2" not in shown and "er2" not in shown
+    assert "***" in shown

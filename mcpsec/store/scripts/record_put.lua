@@ -5,13 +5,15 @@
 -- ARGV[2]   time to live in milliseconds, or "" for none
 -- ARGV[3..] field, value pairs; values are canonical JSON text
 --
--- Returns the expiry as epoch milliseconds by the server's clock (0 for none), or -1 when
--- ARGV[1] is "1" and a record exists. The hash always holds `__exp` ("" or epoch ms), so an
--- empty record is still a record and readers get the expiry with the fields in one HGETALL.
+-- Returns {written, expiry}: written is 1, or 0 when ARGV[1] is "1" and a record exists;
+-- expiry is the record's expiry in epoch ms by the server's clock (0 for none), so the
+-- caller can index the record in either case (a put retried after a lost reply finds its
+-- own record and must still make sure it is indexed). The hash always holds `__exp` ("" or
+-- epoch ms): an empty record is still a record, and readers get the expiry in one HGETALL.
 
 local key = KEYS[1]
 if ARGV[1] == "1" and redis.call("EXISTS", key) == 1 then
-  return -1
+  return {0, tonumber(redis.call("HGET", key, "__exp")) or 0}
 end
 
 local t = redis.call("TIME")
@@ -30,4 +32,4 @@ redis.call("HSET", key, unpack(args))
 if expires_ms > 0 then
   redis.call("PEXPIREAT", key, expires_ms)
 end
-return expires_ms
+return {1, expires_ms}

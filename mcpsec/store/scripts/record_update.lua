@@ -11,9 +11,9 @@
 --
 -- Returns {status, field, value, ...}: "missing" with no fields when there is no record;
 -- "conflict" with the unchanged record when an expectation fails (nothing is written);
--- "updated" with the record as it now is. A field to increment that holds anything but an
--- integer is a NOTINTEGER error raised before anything is written. A field may be set or
--- incremented, not both (the caller checks).
+-- "updated" with the record as it now is. A field to increment that holds anything but a
+-- 64-bit integer, or would overflow, is a NOTINTEGER error and the record is left as it
+-- was. A field may be set or incremented, not both (the caller checks).
 
 local key = KEYS[1]
 if redis.call("EXISTS", key) == 0 then
@@ -33,27 +33,40 @@ for _ = 1, n_expect do
   i = i + 2
 end
 
--- Check every increment before writing anything: a script is not rolled back on error.
-local first_incr = i + 2 * n_set
-for j = first_incr, first_incr + 2 * (n_incr - 1), 2 do
-  local current = redis.call("HGET", key, ARGV[j])
-  if current ~= false and current ~= "null" and not (#current <= 20 and string.match(current, "^%-?%d+$")) then
-    return redis.error_reply("NOTINTEGER field " .. ARGV[j] .. " does not hold an integer")
+-- Increments first, exactly (HINCRBY is 64-bit; Lua numbers are doubles and round above
+-- 2^53). A script is not rolled back on error, so if one increment fails (not an integer,
+-- or it would overflow) the ones already applied are restored before the error returns.
+local originals = {}
+for _ = 1, n_incr do
+  local field, amount = ARGV[i + 2 * n_set], ARGV[i + 2 * n_set + 1]
+  local current = redis.call("HGET", key, field)
+  originals[#originals + 1] = {field, current}
+  local failed = current ~= false and current ~= "null" and not string.match(current, "^%-?%d+$")
+  if not failed then
+    if current == "null" then
+      redis.call("HSET", key, field, "0")
+    end
+    local reply = redis.pcall("HINCRBY", key, field, amount)
+    failed = type(reply) == "table" and reply.err ~= nil
   end
+  if failed then
+    for _, original in ipairs(originals) do
+      if original[2] == false then
+        redis.call("HDEL", key, original[1])
+      else
+        redis.call("HSET", key, original[1], original[2])
+      end
+    end
+    return redis.error_reply("NOTINTEGER field " .. field .. " does not hold an integer or would overflow")
+  end
+  i = i + 2
 end
+i = i - 2 * n_incr
 
 local writes = {}
 for _ = 1, n_set do
   writes[#writes + 1] = ARGV[i]
   writes[#writes + 1] = ARGV[i + 1]
-  i = i + 2
-end
--- HINCRBY is exact over 64-bit integers; Lua numbers are doubles and would round above 2^53.
-for _ = 1, n_incr do
-  if redis.call("HGET", key, ARGV[i]) == "null" then
-    redis.call("HSET", key, ARGV[i], "0")
-  end
-  redis.call("HINCRBY", key, ARGV[i], ARGV[i + 1])
   i = i + 2
 end
 

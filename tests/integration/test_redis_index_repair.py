@@ -1,0 +1,72 @@
+"""Redis keeps a record and its index entry in different slots: a write that fails between
+the two steps must not leave a live record that `list` can never show."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+from uuid import uuid4
+
+import pytest
+import redis
+from mcpsec.core.errors import StoreUnavailableError
+from mcpsec.store import open_store
+from mcpsec.store.redis_store import RedisStore
+
+from tests.support.redis_servers import RedisClusterProcs, RedisServer
+
+pytestmark = pytest.mark.redis_server
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def store(request: pytest.FixtureRequest) -> Iterator[RedisStore]:
+    server: RedisServer | RedisClusterProcs = request.getfixturevalue(
+        "redis_server" if request.param == "redis" else "redis_cluster"
+    )
+    opened = open_store(server.url, prefix=f"t{uuid4().hex[:8]}:")
+    assert isinstance(opened, RedisStore)
+    yield opened
+    opened.close()
+
+
+def fail_once(store: RedisStore, script: str) -> None:
+    """The next call of `script` raises a timeout, as if its reply was lost."""
+    real = store._scripts[script]
+    calls = {"n": 0}
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise redis.TimeoutError("Timeout reading from socket")
+        return real(*args, **kwargs)
+
+    store._scripts[script] = flaky
+
+
+def test_retried_put_if_absent_indexes_the_record_the_lost_try_wrote(store: RedisStore) -> None:
+    fail_once(store, "index_add")
+    with pytest.raises(StoreUnavailableError):
+        store.put("key", "k1", {"name": "ci"}, only_if_absent=True)
+    assert store.get("key", "k1") is not None  # the record landed; its indexing did not
+
+    assert store.put("key", "k1", {"name": "ci"}, only_if_absent=True) is False
+    assert [r.id for r in store.list("key").records] == ["k1"]
+
+
+def test_retried_put_indexes_the_record(store: RedisStore) -> None:
+    fail_once(store, "index_add")
+    with pytest.raises(StoreUnavailableError):
+        store.put("key", "k2", {"name": "ci"})
+    assert store.put("key", "k2", {"name": "ci"}) is True
+    assert [r.id for r in store.list("key").records] == ["k2"]
+
+
+def test_delete_whose_index_step_failed_is_tidied_by_the_next_listing(store: RedisStore) -> None:
+    store.put("key", "k3", {})
+    fail_once(store, "index_forget")
+    with pytest.raises(StoreUnavailableError):
+        store.delete("key", "k3")
+    assert store.get("key", "k3") is None
+    assert store.list("key").records == ()
+    versions = store.client.hgetall(store._index_keys("key")[2])
+    assert versions == {}  # the dangling entry was forgotten, not just skipped
