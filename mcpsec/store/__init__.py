@@ -12,6 +12,9 @@ from __future__ import annotations
 from mcpsec.core.clock import Clock
 from mcpsec.store.interface import (
     KEEP_TTL,
+    KEY_KIND,
+    KeyOutcome,
+    KeyTouch,
     LogEntry,
     Page,
     Record,
@@ -24,6 +27,9 @@ from mcpsec.store.url import parse_store_url, redact_url
 
 __all__ = [
     "KEEP_TTL",
+    "KEY_KIND",
+    "KeyOutcome",
+    "KeyTouch",
     "LogEntry",
     "Page",
     "Record",

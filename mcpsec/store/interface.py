@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import builtins
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final, Protocol, runtime_checkable
@@ -70,6 +70,22 @@ class UpdateResult:
     record: Record | None  # after the update; the unchanged record on CONFLICT; None if MISSING
 
 
+class KeyOutcome(StrEnum):
+    OK = "ok"
+    UNKNOWN = "unknown"  # no such key, or the secret does not match
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True)
+class KeyTouch:
+    outcome: KeyOutcome
+    record: Record | None  # None when UNKNOWN: a wrong secret learns nothing about the key
+
+
+KEY_KIND: Final = "key"
+
+
 @dataclass(frozen=True)
 class LogEntry:
     id: str  # opaque, increasing within a stream; pass as `after` to read what follows
@@ -102,6 +118,10 @@ class Store(Protocol):
         ...
 
     def get(self, kind: str, id: str) -> Record | None: ...
+
+    def get_many(self, kind: str, ids: Sequence[str]) -> builtins.list[Record | None]:
+        """Several records in one round trip, in the order asked; None for each one missing."""
+        ...
 
     def delete(self, kind: str, id: str) -> bool:
         """True if a live record was deleted."""
@@ -147,6 +167,15 @@ class Store(Protocol):
 
     def log_tail(self, stream: str, count: int) -> builtins.list[LogEntry]:
         """The newest `count` entries, oldest first."""
+        ...
+
+    def touch_key(self, key_id: str, secret_hash: str) -> KeyTouch:
+        """Verify-and-touch an API key record (kind `key`) in one atomic step.
+
+        Compares `secret_hash` with the record's `hash` field over every byte, then checks
+        `status` ("active") and `expires_at` by the store's clock; only when all pass are
+        `use_count` incremented and `last_used_at` set. One round trip on Redis.
+        """
         ...
 
     def now(self) -> float:

@@ -40,7 +40,10 @@ from mcpsec.core.errors import ConfigError, InvalidInputError, StoreError
 from mcpsec.store import codec
 from mcpsec.store.interface import (
     KEEP_TTL,
+    KEY_KIND,
     JSONValue,
+    KeyOutcome,
+    KeyTouch,
     LogEntry,
     Page,
     Record,
@@ -62,7 +65,14 @@ from mcpsec.store.url import StoreUrl, redact_url
 EXPIRY_FIELD: Final = "__exp"
 LOG_FIELD: Final = "d"
 SWEEP_PER_WRITE: Final = 20
-_SCRIPTS: Final = ("record_put", "record_update", "index_add", "index_forget", "index_page")
+_SCRIPTS: Final = (
+    "record_put",
+    "record_update",
+    "index_add",
+    "index_forget",
+    "index_page",
+    "key_touch",
+)
 
 Client = redis.Redis | RedisCluster
 
@@ -150,6 +160,26 @@ class RedisStore:
         with self._errors():
             raw = self.client.hgetall(self._record_key(kind, id))
         return _record(kind, id, raw) if raw else None
+
+    def get_many(self, kind: str, ids: Sequence[str]) -> builtins.list[Record | None]:
+        check_kind(kind)
+        for id in ids:
+            check_id(id)
+        with self._errors():
+            raws = self._read_records(kind, ids)
+        return [_record(kind, id, raw) if raw else None for id, raw in zip(ids, raws, strict=True)]
+
+    def touch_key(self, key_id: str, secret_hash: str) -> KeyTouch:
+        check_id(key_id)
+        with self._errors():
+            reply = self._scripts["key_touch"](
+                keys=[self._record_key(KEY_KIND, key_id)], args=[codec.encode(secret_hash)]
+            )
+        outcome = KeyOutcome(reply[0])
+        if outcome is KeyOutcome.UNKNOWN:
+            return KeyTouch(outcome, None)
+        raw = dict(zip(reply[1::2], reply[2::2], strict=True))
+        return KeyTouch(outcome, _record(KEY_KIND, key_id, raw))
 
     def delete(self, kind: str, id: str) -> bool:
         check_kind(kind)

@@ -10,12 +10,13 @@ The busy timeout is the store timeout: a locked database waits that long, then f
 from __future__ import annotations
 
 import builtins
+import hmac
 import os
 import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
@@ -32,7 +33,10 @@ from mcpsec.core.secret_files import ensure_private_dir
 from mcpsec.store import codec
 from mcpsec.store.interface import (
     KEEP_TTL,
+    KEY_KIND,
     JSONValue,
+    KeyOutcome,
+    KeyTouch,
     LogEntry,
     Page,
     Record,
@@ -124,6 +128,45 @@ class SqliteStore:
         with self._errors():
             row = self._live_row(self._connection(), kind, id, self.clock.now())
         return _record(kind, id, row[0], row[1]) if row else None
+
+    def get_many(self, kind: str, ids: Sequence[str]) -> builtins.list[Record | None]:
+        check_kind(kind)
+        for id in ids:
+            check_id(id)
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        with self._errors():
+            rows = (
+                self._connection()
+                .execute(
+                    f"SELECT id, data, expires_at FROM records WHERE kind = ? AND id IN ({marks}) "  # noqa: S608 - only placeholders are interpolated
+                    "AND (expires_at IS NULL OR expires_at > ?)",
+                    (kind, *ids, self.clock.now()),
+                )
+                .fetchall()
+            )
+        found = {id: _record(kind, id, data, exp) for id, data, exp in rows}
+        return [found.get(id) for id in ids]
+
+    def touch_key(self, key_id: str, secret_hash: str) -> KeyTouch:
+        check_id(key_id)
+        with self._write() as db:
+            now = self.clock.now()
+            row = self._live_row(db, KEY_KIND, key_id, now)
+            fields = codec.decode(row[0]) if row else {}
+            stored = str(fields.get("hash", ""))
+            if row is None or not hmac.compare_digest(stored.encode(), secret_hash.encode()):
+                return KeyTouch(KeyOutcome.UNKNOWN, None)
+            outcome = _key_outcome(fields, now)
+            if outcome is KeyOutcome.OK:
+                fields["use_count"] = int(fields.get("use_count") or 0) + 1
+                fields["last_used_at"] = now
+                db.execute(
+                    "UPDATE records SET data = ? WHERE kind = ? AND id = ?",
+                    (codec.encode_document(fields), KEY_KIND, key_id),
+                )
+            return KeyTouch(outcome, Record(KEY_KIND, key_id, fields, row[1]))
 
     def delete(self, kind: str, id: str) -> bool:
         check_kind(kind)
@@ -364,6 +407,16 @@ class SqliteStore:
             raise StoreUnavailableError(
                 f"the SQLite store {self.path} cannot be used: {e.strerror}"
             ) from e
+
+
+def _key_outcome(fields: Mapping[str, JSONValue], now: float) -> KeyOutcome:
+    """The same order as key_touch.lua: revoked before expired."""
+    if fields.get("status") != "active":
+        return KeyOutcome.REVOKED
+    expires_at = fields.get("expires_at")
+    if expires_at is not None and float(expires_at) <= now:
+        return KeyOutcome.EXPIRED
+    return KeyOutcome.OK
 
 
 def _record(kind: str, id: str, data: str, expires_at: float | None) -> Record:
