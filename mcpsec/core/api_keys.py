@@ -1,0 +1,445 @@
+"""API keys: issue, verify, rotate with grace, revoke, list, for machines calling MCP servers.
+
+    keys = ApiKeys(store)
+    created = keys.create("ci-bot", owner="platform", roles=["user"])  # created.api_key, once
+    keys.verify(created.api_key, permission="files:read").valid          # True, one use counted
+    keys.revoke(created.key_id)                                          # the next verify fails
+
+Verification is one atomic store step (`Store.touch_key`), so use counts are exact under any
+concurrency and a revocation holds from the very next call, in every process. The rules live
+here once; `AsyncApiKeys` runs the same code for asyncio servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Final, ParamSpec, TypeVar
+
+from mcpsec.core.clock import to_datetime
+from mcpsec.core.errors import InvalidInputError, MCPSecError, NotFoundError
+from mcpsec.core.key_filters import KeyFilter
+from mcpsec.core.key_format import (
+    DEFAULT_PREFIX,
+    MalformedKeyError,
+    check_key_id,
+    check_prefix,
+    new_key,
+    parse_key,
+    secret_hash,
+)
+from mcpsec.core.key_records import (
+    OWNER_KIND,
+    ApiKey,
+    RateLimit,
+    Status,
+    check_name,
+    check_owner,
+    from_record,
+    to_fields,
+)
+from mcpsec.core.rbac import DEFAULT_ROLES, RoleTable, allows, check_permission
+from mcpsec.store import KEY_KIND, KeyOutcome, Record, Store, UpdateStatus
+
+DEFAULT_TTL: Final = 90 * 86400.0
+DEFAULT_GRACE: Final = 86400.0
+_ATTEMPTS: Final = 5  # compare-and-set retries before giving up on a busy key
+
+
+class Default:
+    """Marker for "use the configured default" where None already means "never"."""
+
+    def __repr__(self) -> str:
+        return "Default()"
+
+
+DEFAULT: Final = Default()
+
+
+class Reason(StrEnum):
+    MALFORMED = "malformed"
+    UNKNOWN = "unknown"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+    INSUFFICIENT_PERMISSION = "insufficient_permission"
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    key_id: str
+    api_key: str = field(repr=False, metadata={"essential": True})  # shown once, never stored
+    name: str
+    owner: str | None
+    roles: tuple[str, ...]
+    permissions: tuple[str, ...]
+    created_at: datetime
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    valid: bool = field(metadata={"essential": True})
+    reason: Reason | None
+    key_id: str | None
+    owner: str | None = None
+    roles: tuple[str, ...] = ()
+    permissions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class KeyPage:
+    keys: tuple[ApiKey, ...]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class Rotation:
+    key_id: str
+    api_key: str = field(repr=False, metadata={"essential": True})
+    name: str
+    owner: str | None
+    roles: tuple[str, ...]
+    permissions: tuple[str, ...]
+    created_at: datetime
+    expires_at: datetime | None
+    rotated_from: str
+    old_key_status: Status
+    old_key_expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class OwnerRevocation:
+    owner: str
+    revoked: int = field(metadata={"essential": True})
+
+
+class ApiKeys:
+    """The API key rules over any Store."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        default_ttl: float | None = DEFAULT_TTL,
+        roles: RoleTable = DEFAULT_ROLES,
+    ) -> None:
+        self.store = store
+        self.prefix = check_prefix(prefix)
+        self.default_ttl = default_ttl
+        self.roles = roles
+
+    # -- issue -----------------------------------------------------------------------------
+
+    def create(
+        self,
+        name: str,
+        *,
+        owner: str | None = None,
+        roles: Iterable[str] = (),
+        permissions: Iterable[str] = (),
+        ttl: float | Default | None = DEFAULT,
+        rate_limit: RateLimit | None = None,
+        rotated_from: str | None = None,
+    ) -> CreatedKey:
+        """A new key; its plaintext is in the result and nowhere else, ever."""
+        draft = self._draft(name, owner, roles, permissions, rate_limit, rotated_from)
+        lifetime = self.default_ttl if isinstance(ttl, Default) else ttl
+        if lifetime is not None and lifetime <= 0:
+            raise InvalidInputError("ttl must be positive", field="ttl")
+        for _ in range(_ATTEMPTS):
+            now = self.store.now()
+            api_key, parts = new_key(self.prefix)
+            key = replace(
+                draft,
+                key_id=parts.key_id,
+                created_at=to_datetime(now),
+                expires_at=to_datetime(now + lifetime) if lifetime else None,
+            )
+            if draft.owner:  # the owner index first: `revoke --owner` must never miss a key
+                self.store.put(OWNER_KIND, f"{draft.owner}:{key.key_id}", {})
+            if self.store.put(
+                KEY_KIND, key.key_id, to_fields(key, secret_hash(parts.secret)), only_if_absent=True
+            ):
+                return _created(key, api_key)
+        raise MCPSecError("could not find a free key id; try again")
+
+    # -- verify ----------------------------------------------------------------------------
+
+    def verify(self, api_key: str, *, permission: str | None = None) -> Verdict:
+        """Valid or not, and why. A malformed key is answered without touching the store."""
+        if permission is not None:
+            check_permission(permission)
+        try:
+            parts = parse_key(api_key)
+        except MalformedKeyError:
+            return Verdict(False, Reason.MALFORMED, None)
+        touch = self.store.touch_key(parts.key_id, secret_hash(parts.secret))
+        return self._verdict(parts.key_id, touch.outcome, touch.record, permission)
+
+    # -- inspect ---------------------------------------------------------------------------
+
+    def show(self, key_id: str) -> ApiKey:
+        record = self.store.get(KEY_KIND, check_key_id(key_id))
+        if record is None:
+            raise NotFoundError(f"no API key with id {key_id}")
+        return from_record(record, self.store.now())
+
+    def list(
+        self,
+        *,
+        owner: str | None = None,
+        where: KeyFilter | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> KeyPage:
+        """One page of keys, in key id order (or owner order); cost follows `limit`.
+
+        With a filter, at most ten pages' worth are examined per call: the page may come back
+        short, with a cursor to go on from.
+        """
+        if not 1 <= limit <= 1000:
+            raise InvalidInputError("limit must be between 1 and 1000", field="limit")
+        now = self.store.now()
+        chosen = where or KeyFilter()
+        found: list[ApiKey] = []
+        position: str | None = None
+        for scanned, (position, record) in enumerate(self._scan(owner, cursor, limit), 1):
+            key = from_record(record, now)
+            if chosen.matches(key, now):
+                found.append(key)
+            if len(found) == limit or scanned >= limit * 10:
+                return KeyPage(tuple(found), position)
+        return KeyPage(tuple(found), None)
+
+    # -- change ----------------------------------------------------------------------------
+
+    def revoke(self, key_id: str, *, reason: str | None = None) -> ApiKey:
+        """Revoke now; revoking a revoked key changes nothing and is not an error."""
+        return self._revoke(check_key_id(key_id), reason)[1]
+
+    def revoke_owner(self, owner: str, *, reason: str | None = None) -> OwnerRevocation:
+        """Revoke every key of `owner` that was not revoked yet; says how many that was."""
+        check_owner(owner)
+        revoked = 0
+        for _, record in self._scan(owner, None, 200):
+            if record.fields.get("status") == Status.ACTIVE.value:
+                revoked += self._revoke(record.id, reason)[0]
+        return OwnerRevocation(owner, revoked)
+
+    def rotate(self, key_id: str, *, grace: float | None = DEFAULT_GRACE) -> Rotation:
+        """A successor with the same name, owner, grants and limits. The old key works until
+        the grace ends (never past its own expiry), or stops now when `grace` is None."""
+        old = self.show(key_id)
+        if old.status is not Status.ACTIVE or old.rotated_to:
+            detail = f"was rotated to {old.rotated_to}" if old.rotated_to else f"is {old.status}"
+            raise InvalidInputError(f"key {key_id} {detail}; only an active key can be rotated")
+        lifetime = (
+            old.expires_at.timestamp() - old.created_at.timestamp() if old.expires_at else None
+        )
+        new = self.create(
+            old.name,
+            owner=old.owner,
+            roles=old.roles,
+            permissions=old.permissions,
+            ttl=lifetime,
+            rate_limit=old.rate_limit,
+            rotated_from=key_id,
+        )
+        now = new.created_at.timestamp()
+        changes: dict[str, Any] = {"rotated_to": new.key_id}
+        if grace is None:
+            changes |= {"status": "revoked", "revoked_at": now, "revoked_reason": "rotated"}
+        else:
+            end = now + grace
+            own = old.expires_at.timestamp() if old.expires_at else None
+            changes["expires_at"] = min(end, own) if own is not None else end
+        result = self.store.update(
+            KEY_KIND, key_id, set=changes, expect={"status": "active", "rotated_to": None}
+        )
+        if result.status is not UpdateStatus.UPDATED or result.record is None:
+            self._discard(new.key_id, new.owner)
+            raise InvalidInputError(f"key {key_id} changed while it was being rotated; try again")
+        after = from_record(result.record, now)
+        return Rotation(
+            new.key_id,
+            new.api_key,
+            new.name,
+            new.owner,
+            new.roles,
+            new.permissions,
+            new.created_at,
+            new.expires_at,
+            key_id,
+            after.status,
+            after.expires_at,
+        )
+
+    def update(
+        self,
+        key_id: str,
+        *,
+        name: str | None = None,
+        add_permissions: Sequence[str] = (),
+        remove_permissions: Sequence[str] = (),
+        ttl: float | Default | None = DEFAULT,
+    ) -> ApiKey:
+        """Change name, grants or expiry; concurrent updates never overwrite each other."""
+        check_key_id(key_id)
+        new_name = check_name(name) if name is not None else None
+        adding = [check_permission(p) for p in add_permissions]
+        removing = [check_permission(p) for p in remove_permissions]
+        for _ in range(_ATTEMPTS):
+            current = self.store.get(KEY_KIND, key_id)
+            if current is None:
+                raise NotFoundError(f"no API key with id {key_id}")
+            now = self.store.now()
+            permissions = [p for p in current.fields.get("permissions", []) if p not in removing]
+            permissions += [p for p in adding if p not in permissions]
+            changes: dict[str, Any] = {"permissions": permissions}
+            if new_name is not None:
+                changes["name"] = new_name
+            if not isinstance(ttl, Default):
+                changes["expires_at"] = now + ttl if ttl is not None else None
+            expect = {k: current.fields.get(k) for k in ("permissions", "name", "expires_at")}
+            result = self.store.update(KEY_KIND, key_id, set=changes, expect=expect)
+            if result.status is UpdateStatus.UPDATED and result.record is not None:
+                return from_record(result.record, now)
+        raise InvalidInputError(f"key {key_id} kept changing while being updated; try again")
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _draft(
+        self,
+        name: str,
+        owner: str | None,
+        roles: Iterable[str],
+        permissions: Iterable[str],
+        rate_limit: RateLimit | None,
+        rotated_from: str | None,
+    ) -> ApiKey:
+        """Every rule about a key's contents, checked before anything is written."""
+        epoch = to_datetime(0)
+        return ApiKey(
+            key_id="",
+            name=check_name(name),
+            owner=check_owner(owner) if owner else None,
+            status=Status.ACTIVE,
+            roles=_unique(self.roles.check_role(r) for r in roles),
+            permissions=_unique(check_permission(p) for p in permissions),
+            created_at=epoch,
+            expires_at=None,
+            last_used_at=None,
+            use_count=0,
+            rate_limit=rate_limit,
+            rotated_from=rotated_from,
+            rotated_to=None,
+            revoked_at=None,
+            revoked_reason=None,
+        )
+
+    def _verdict(
+        self, key_id: str, outcome: KeyOutcome, record: Record | None, permission: str | None
+    ) -> Verdict:
+        if outcome is KeyOutcome.UNKNOWN or record is None:
+            return Verdict(False, Reason.UNKNOWN, key_id)
+        fields = record.fields
+        roles = tuple(fields.get("roles") or ())
+        granted = tuple(fields.get("permissions") or ())
+        base = Verdict(True, None, key_id, fields.get("owner"), roles, granted)
+        if outcome is not KeyOutcome.OK:
+            return replace(base, valid=False, reason=Reason(outcome.value))
+        if permission and not allows(self.roles.effective(roles, granted), permission):
+            return replace(base, valid=False, reason=Reason.INSUFFICIENT_PERMISSION)
+        return base
+
+    def _scan(
+        self, owner: str | None, cursor: str | None, page: int
+    ) -> Iterator[tuple[str, Record]]:
+        """(position, record) for every key, or every key of one owner, from a cursor on."""
+        if owner is None:
+            while True:
+                listed = self.store.list(KEY_KIND, cursor=cursor, limit=page)
+                yield from ((r.id, r) for r in listed.records)
+                if listed.next_cursor is None:
+                    return
+                cursor = listed.next_cursor
+        mark = f"{check_owner(owner)}:"
+        cursor = cursor if cursor and cursor.startswith(mark) else mark
+        while True:
+            listed = self.store.list(OWNER_KIND, cursor=cursor, limit=page)
+            ids = [r.id for r in listed.records if r.id.startswith(mark)]
+            records = self.store.get_many(KEY_KIND, [i[len(mark) :] for i in ids])
+            yield from ((i, r) for i, r in zip(ids, records, strict=True) if r is not None)
+            if listed.next_cursor is None or len(ids) < len(listed.records):
+                return
+            cursor = listed.next_cursor
+
+    def _revoke(self, key_id: str, reason: str | None) -> tuple[bool, ApiKey]:
+        """(whether this call revoked it, the key as it now is)."""
+        if reason is not None and len(reason) > 500:
+            raise InvalidInputError("a revocation reason is at most 500 characters", field="reason")
+        now = self.store.now()
+        result = self.store.update(
+            KEY_KIND,
+            key_id,
+            set={"status": Status.REVOKED.value, "revoked_at": now, "revoked_reason": reason},
+            expect={"status": Status.ACTIVE.value},
+        )
+        if result.status is UpdateStatus.MISSING or result.record is None:
+            raise NotFoundError(f"no API key with id {key_id}")
+        return result.status is UpdateStatus.UPDATED, from_record(result.record, now)
+
+    def _discard(self, key_id: str, owner: str | None) -> None:
+        self.store.delete(KEY_KIND, key_id)
+        if owner:
+            self.store.delete(OWNER_KIND, f"{owner}:{key_id}")
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _in_thread(method: Callable[P, R]) -> Callable[P, Any]:
+    @functools.wraps(method)
+    async def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        return await asyncio.to_thread(method, *args, **kwargs)
+
+    return run
+
+
+class AsyncApiKeys:
+    """The same rules for asyncio servers: each call runs the sync code in a worker thread,
+    so there is one implementation to trust and the event loop never blocks on the store."""
+
+    def __init__(self, keys: ApiKeys) -> None:
+        self.keys = keys
+        self.create = _in_thread(keys.create)
+        self.verify = _in_thread(keys.verify)
+        self.show = _in_thread(keys.show)
+        self.list = _in_thread(keys.list)
+        self.revoke = _in_thread(keys.revoke)
+        self.revoke_owner = _in_thread(keys.revoke_owner)
+        self.rotate = _in_thread(keys.rotate)
+        self.update = _in_thread(keys.update)
+
+
+def _unique(items: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))
+
+
+def _created(key: ApiKey, api_key: str) -> CreatedKey:
+    return CreatedKey(
+        key.key_id,
+        api_key,
+        key.name,
+        key.owner,
+        key.roles,
+        key.permissions,
+        key.created_at,
+        key.expires_at,
+    )
