@@ -10,7 +10,7 @@ _mcpsec_spec() {
     _mcpsec_subs='' _mcpsec_opts='' _mcpsec_valued='' _mcpsec_argwords='' _mcpsec_argfiles=0
     case "$1" in
         'mcpsec')
-            _mcpsec_subs='config doctor pkce'
+            _mcpsec_subs='config doctor keys pkce'
             _mcpsec_opts='--config --help --json --no-color --quiet --store --verbose --version -h -q -v'
             _mcpsec_valued='--config --store'
             _mcpsec_argwords='' _mcpsec_argfiles=0
@@ -43,6 +43,60 @@ _mcpsec_spec() {
             _mcpsec_subs=''
             _mcpsec_opts='--help --json -h'
             _mcpsec_valued=''
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec keys')
+            _mcpsec_subs='check create list revoke rotate show update verify'
+            _mcpsec_opts='--help -h'
+            _mcpsec_valued=''
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec keys check')
+            _mcpsec_subs=''
+            _mcpsec_opts='--help --json -h'
+            _mcpsec_valued=''
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec keys create')
+            _mcpsec_subs=''
+            _mcpsec_opts='--help --json --name --owner --permission --quiet --rate-limit --role --ttl -h -n -p -q -r'
+            _mcpsec_valued='--name --owner --permission --rate-limit --role --ttl -n -p -r'
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec keys list')
+            _mcpsec_subs=''
+            _mcpsec_opts='--cursor --expiring-within --help --json --limit --owner --status --unused-for -h'
+            _mcpsec_valued='--cursor --expiring-within --limit --owner --status --unused-for'
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec keys revoke')
+            _mcpsec_subs=''
+            _mcpsec_opts='--help --json --owner --quiet --reason -h -q'
+            _mcpsec_valued='--owner --reason'
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec keys rotate')
+            _mcpsec_subs=''
+            _mcpsec_opts='--grace --help --json --now --quiet -h -q'
+            _mcpsec_valued='--grace'
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec keys show')
+            _mcpsec_subs=''
+            _mcpsec_opts='--help --json -h'
+            _mcpsec_valued=''
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec keys update')
+            _mcpsec_subs=''
+            _mcpsec_opts='--add-permission --help --json --name --remove-permission --ttl -h -n'
+            _mcpsec_valued='--add-permission --name --remove-permission --ttl -n'
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec keys verify')
+            _mcpsec_subs=''
+            _mcpsec_opts='--help --json --permission --quiet -h -p -q'
+            _mcpsec_valued='--permission -p'
             _mcpsec_argwords='' _mcpsec_argfiles=0
             ;;
         'mcpsec pkce')

@@ -6,9 +6,11 @@
 function __mcpsec_subcommands --argument-names path
     switch $path
         case 'mcpsec'
-            printf '%s\n' config doctor pkce
+            printf '%s\n' config doctor keys pkce
         case 'mcpsec config'
             printf '%s\n' init path show
+        case 'mcpsec keys'
+            printf '%s\n' check create list revoke rotate show update verify
         case 'mcpsec pkce'
             printf '%s\n' challenge generate verify
     end
@@ -19,6 +21,18 @@ function __mcpsec_valued --argument-names path
     switch $path
         case 'mcpsec'
             printf '%s\n' --config --store
+        case 'mcpsec keys create'
+            printf '%s\n' --name --owner --permission --rate-limit --role --ttl -n -p -r
+        case 'mcpsec keys list'
+            printf '%s\n' --cursor --expiring-within --limit --owner --status --unused-for
+        case 'mcpsec keys revoke'
+            printf '%s\n' --owner --reason
+        case 'mcpsec keys rotate'
+            printf '%s\n' --grace
+        case 'mcpsec keys update'
+            printf '%s\n' --add-permission --name --remove-permission --ttl -n
+        case 'mcpsec keys verify'
+            printf '%s\n' --permission -p
         case 'mcpsec pkce generate'
             printf '%s\n' --length --method
         case 'mcpsec pkce verify'
@@ -57,6 +71,7 @@ complete -c mcpsec -f
 # mcpsec
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a config -d 'Write, show and locate the configuration.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a doctor -d 'Check that config, secrets, store and clock are ready; one line per check.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a keys -d 'Issue, verify, rotate, revoke and list API keys.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a pkce -d 'PKCE (RFC 7636) code verifiers and challenges for OAuth clients.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -l config -r -F -d 'Config file to read instead of $MCPSEC_CONFIG or the XDG location.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -l store -x -d 'Store URL (sqlite:///…, redis://…, redis+cluster://…); beats MCPSEC_STORE_URL.'
@@ -90,6 +105,74 @@ complete -c mcpsec -n '__mcpsec_at "mcpsec config show"' -s h -l help -d 'Show t
 # mcpsec doctor
 complete -c mcpsec -n '__mcpsec_at "mcpsec doctor"' -l json -d 'Print one JSON document on stdout (for scripts).'
 complete -c mcpsec -n '__mcpsec_at "mcpsec doctor"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec keys
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys"' -a check -d 'Check a key\'s format and checksum offline (no store): exit 0 well-formed, 1 otherwise.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys"' -a create -d 'Issue a new API key; the key itself is printed once and never stored.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys"' -a list -d 'List keys one page at a time; `--json` gives {"keys": [...], "next_cursor": ...}.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys"' -a revoke -d 'Revoke a key (or every key of an owner), effective on the very next verify.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys"' -a rotate -d 'Issue a successor with the same name, owner, grants and limits; the old key works until the grace period ends (never past its own expiry), or stops at once with --now.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys"' -a show -d 'Show a key\'s metadata: status, grants, expiry, last use and use count; never its secret.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys"' -a update -d 'Change a key\'s name, permissions or lifetime (counted from now).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys"' -a verify -d 'Check a key against the store and count one use: exit 0 valid, 1 otherwise.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec keys check
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys check"' -l json -d 'Print one JSON document on stdout (for scripts).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys check"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec keys create
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys create"' -s n -l name -x -d 'What the key is for (1-100 chars).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys create"' -l owner -x -d 'Who answers for the key (a team, a bot).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys create"' -s r -l role -x -d 'Repeatable.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys create"' -s p -l permission -x -d 'resource:action; repeatable.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys create"' -l ttl -x -d 'Lifetime, like 90d, or never.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys create"' -l rate-limit -x -d 'e.g. 100/1m: its own limit.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys create"' -l json -d 'Print one JSON document on stdout (for scripts).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys create"' -s q -l quiet -d 'Print only the essential value, nothing else.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys create"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec keys list
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys list"' -l owner -x -d 'Only this owner\'s keys.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys list"' -l status -x -d 'Which keys.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys list"' -l expiring-within -x -d 'e.g. 7d.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys list"' -l unused-for -x -d 'e.g. 30d.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys list"' -l limit -x -d 'Page size, 1-1000.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys list"' -l cursor -x -d 'From a previous page.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys list"' -l json -d 'Print one JSON document on stdout (for scripts).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys list"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec keys revoke
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys revoke"' -l owner -x -d 'Revoke every key of this owner instead.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys revoke"' -l reason -x -d 'Recorded with the key.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys revoke"' -l json -d 'Print one JSON document on stdout (for scripts).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys revoke"' -s q -l quiet -d 'Print only the essential value, nothing else.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys revoke"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec keys rotate
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys rotate"' -l grace -x -d 'How long the old key still works.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys rotate"' -l now -d 'Stop the old key at once.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys rotate"' -l json -d 'Print one JSON document on stdout (for scripts).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys rotate"' -s q -l quiet -d 'Print only the essential value, nothing else.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys rotate"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec keys show
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys show"' -l json -d 'Print one JSON document on stdout (for scripts).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys show"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec keys update
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys update"' -l add-permission -x -d 'Grant.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys update"' -l remove-permission -x -d 'Take away.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys update"' -l ttl -x -d 'Lifetime, like 90d, or never.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys update"' -s n -l name -x -d 'A new name.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys update"' -l json -d 'Print one JSON document on stdout (for scripts).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys update"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec keys verify
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys verify"' -s p -l permission -x -d 'Also require this permission.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys verify"' -l json -d 'Print one JSON document on stdout (for scripts).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys verify"' -s q -l quiet -d 'Print only the essential value, nothing else.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys verify"' -s h -l help -d 'Show this message and exit.'
 
 # mcpsec pkce
 complete -c mcpsec -n '__mcpsec_at "mcpsec pkce"' -a challenge -d 'Print the S256 challenge of a code verifier.'

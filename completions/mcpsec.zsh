@@ -26,6 +26,7 @@ _mcpsec() {
       commands=(
         'config:Write, show and locate the configuration.'
         'doctor:Check that config, secrets, store and clock are ready; one line per check.'
+        'keys:Issue, verify, rotate, revoke and list API keys.'
         'pkce:PKCE (RFC 7636) code verifiers and challenges for OAuth clients.'
       )
       _describe -t commands 'mcpsec command' commands && ret=0
@@ -35,6 +36,7 @@ _mcpsec() {
       case $words[1] in
         config) _mcpsec_config && ret=0 ;;
         doctor) _mcpsec_doctor && ret=0 ;;
+        keys) _mcpsec_keys && ret=0 ;;
         pkce) _mcpsec_pkce && ret=0 ;;
       esac
       ;;
@@ -101,6 +103,142 @@ _mcpsec_doctor() {
     '--json[Print one JSON document on stdout (for scripts).]' \
     '(-h --help)-h[Show this message and exit.]' \
     '(-h --help)--help[Show this message and exit.]'
+}
+
+_mcpsec_keys() {
+  local curcontext="$curcontext" state state_descr line ret=1
+  typeset -A opt_args
+  _arguments -C -s \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]' \
+    '1: :->command' \
+    '*:: :->argument' && ret=0
+  case $state in
+    command)
+      local -a commands
+      commands=(
+        'check:Check a key'\''s format and checksum offline (no store): exit 0 well-formed, 1 otherwise.'
+        'create:Issue a new API key; the key itself is printed once and never stored.'
+        'list:List keys one page at a time; `--json` gives {"keys": [...], "next_cursor": ...}.'
+        'revoke:Revoke a key (or every key of an owner), effective on the very next verify.'
+        'rotate:Issue a successor with the same name, owner, grants and limits; the old key works until the grace period ends (never past its own expiry), or stops at once with --now.'
+        'show:Show a key'\''s metadata: status, grants, expiry, last use and use count; never its secret.'
+        'update:Change a key'\''s name, permissions or lifetime (counted from now).'
+        'verify:Check a key against the store and count one use: exit 0 valid, 1 otherwise.'
+      )
+      _describe -t commands 'mcpsec keys command' commands && ret=0
+      ;;
+    argument)
+      curcontext="${curcontext%:*:*}:mcpsec-keys-$words[1]:"
+      case $words[1] in
+        check) _mcpsec_keys_check && ret=0 ;;
+        create) _mcpsec_keys_create && ret=0 ;;
+        list) _mcpsec_keys_list && ret=0 ;;
+        revoke) _mcpsec_keys_revoke && ret=0 ;;
+        rotate) _mcpsec_keys_rotate && ret=0 ;;
+        show) _mcpsec_keys_show && ret=0 ;;
+        update) _mcpsec_keys_update && ret=0 ;;
+        verify) _mcpsec_keys_verify && ret=0 ;;
+      esac
+      ;;
+  esac
+  return ret
+}
+
+_mcpsec_keys_check() {
+  _arguments -s \
+    '--json[Print one JSON document on stdout (for scripts).]' \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]' \
+    '1::KEY|-: '
+}
+
+_mcpsec_keys_create() {
+  _arguments -s \
+    '(-n --name)-n+[What the key is for (1-100 chars).]:NAME: ' \
+    '(-n --name)--name=[What the key is for (1-100 chars).]:NAME: ' \
+    '--owner=[Who answers for the key (a team, a bot).]:OWNER: ' \
+    '(-r --role)-r+[Repeatable.]:ROLE: ' \
+    '(-r --role)--role=[Repeatable.]:ROLE: ' \
+    '(-p --permission)-p+[resource\:action; repeatable.]:PERMISSION: ' \
+    '(-p --permission)--permission=[resource\:action; repeatable.]:PERMISSION: ' \
+    '--ttl=[Lifetime, like 90d, or never.]:DURATION|never: ' \
+    '--rate-limit=[e.g. 100/1m\: its own limit.]:CAP/PER: ' \
+    '--json[Print one JSON document on stdout (for scripts).]' \
+    '(-q --quiet)-q[Print only the essential value, nothing else.]' \
+    '(-q --quiet)--quiet[Print only the essential value, nothing else.]' \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]'
+}
+
+_mcpsec_keys_list() {
+  _arguments -s \
+    '--owner=[Only this owner'\''s keys.]:OWNER: ' \
+    '--status=[Which keys.]:active|revoked|expired|all: ' \
+    '--expiring-within=[e.g. 7d.]:DURATION: ' \
+    '--unused-for=[e.g. 30d.]:DURATION: ' \
+    '--limit=[Page size, 1-1000.]:N: ' \
+    '--cursor=[From a previous page.]:CURSOR: ' \
+    '--json[Print one JSON document on stdout (for scripts).]' \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]'
+}
+
+_mcpsec_keys_revoke() {
+  _arguments -s \
+    '--owner=[Revoke every key of this owner instead.]:OWNER: ' \
+    '--reason=[Recorded with the key.]:TEXT: ' \
+    '--json[Print one JSON document on stdout (for scripts).]' \
+    '(-q --quiet)-q[Print only the essential value, nothing else.]' \
+    '(-q --quiet)--quiet[Print only the essential value, nothing else.]' \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]' \
+    '1::KEY_ID: '
+}
+
+_mcpsec_keys_rotate() {
+  _arguments -s \
+    '--grace=[How long the old key still works.]:DURATION: ' \
+    '--now[Stop the old key at once.]' \
+    '--json[Print one JSON document on stdout (for scripts).]' \
+    '(-q --quiet)-q[Print only the essential value, nothing else.]' \
+    '(-q --quiet)--quiet[Print only the essential value, nothing else.]' \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]' \
+    '1:KEY_ID: '
+}
+
+_mcpsec_keys_show() {
+  _arguments -s \
+    '--json[Print one JSON document on stdout (for scripts).]' \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]' \
+    '1:KEY_ID: '
+}
+
+_mcpsec_keys_update() {
+  _arguments -s \
+    '--add-permission=[Grant.]:PERMISSION: ' \
+    '--remove-permission=[Take away.]:PERMISSION: ' \
+    '--ttl=[Lifetime, like 90d, or never.]:DURATION|never: ' \
+    '(-n --name)-n+[A new name.]:NAME: ' \
+    '(-n --name)--name=[A new name.]:NAME: ' \
+    '--json[Print one JSON document on stdout (for scripts).]' \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]' \
+    '1:KEY_ID: '
+}
+
+_mcpsec_keys_verify() {
+  _arguments -s \
+    '(-p --permission)-p+[Also require this permission.]:PERMISSION: ' \
+    '(-p --permission)--permission=[Also require this permission.]:PERMISSION: ' \
+    '--json[Print one JSON document on stdout (for scripts).]' \
+    '(-q --quiet)-q[Print only the essential value, nothing else.]' \
+    '(-q --quiet)--quiet[Print only the essential value, nothing else.]' \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]' \
+    '1::KEY|-: '
 }
 
 _mcpsec_pkce() {

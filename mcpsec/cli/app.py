@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from mcpsec import __version__
-from mcpsec.cli import config, doctor, pkce
+from mcpsec.cli import config, doctor, keys, pkce
 from mcpsec.cli.group import MCPSecGroup
 from mcpsec.cli.options import JSON_HELP, QUIET_HELP
 from mcpsec.cli.state import CliState
@@ -78,4 +78,5 @@ def main(
 
 app.add_typer(pkce.app, name="pkce")
 app.add_typer(config.app, name="config")
+app.add_typer(keys.app, name="keys")
 app.command("doctor")(doctor.doctor)

@@ -84,7 +84,7 @@ def _settings_lines(document: dict[str, Any]) -> str:
     sources = document["sources"]
     found = "" if document["config_found"] else " (not found; defaults apply)"
     lines = [f"config file: {document['config_path']}{found}"]
-    for section in ("store", "tokens"):
+    for section in ("store", "tokens", "keys"):
         for key, value in document[section].items():
             name = f"{section}.{key}"
             shown = "-" if value is None else value

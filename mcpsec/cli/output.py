@@ -15,7 +15,7 @@ import dataclasses
 import json
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from enum import Enum, StrEnum
 from pathlib import Path
@@ -67,6 +67,27 @@ class Output:
         for name, value in rows:
             label = f"{name + ':':<{width + 1}}"
             self.line(f"{BOLD}{label}{RESET}  {value}" if self.color else f"{label}  {value}")
+
+    def table(self, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+        """Rows under headed columns: Rich on a terminal, space-aligned text when piped (one
+        row per line, so `grep`, `awk` and `cut` work)."""
+        if self.color:
+            self._rich_table(columns, rows)
+            return
+        widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+        for row in (columns, *rows):
+            self.line("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+    def _rich_table(self, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        for column in columns:
+            table.add_column(column, no_wrap=True, overflow="ellipsis")
+        for row in rows:
+            table.add_row(*row)
+        Console(file=self.stdout).print(table)
 
     def line(self, text: str = "") -> None:
         if self.stdout is None:  # started with stdout closed (`>&-`): nowhere to write

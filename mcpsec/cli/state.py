@@ -17,6 +17,7 @@ import typer
 from mcpsec.cli.output import Mode, Output
 
 if TYPE_CHECKING:  # imported when first used: `pkce generate` never loads config or store code
+    from mcpsec.core.api_keys import ApiKeys
     from mcpsec.core.config import Settings
     from mcpsec.store import Store
 
@@ -55,6 +56,12 @@ class CliState:
                 settings.store.url, prefix=settings.store.prefix, timeout=settings.store.timeout
             )
         return self._store
+
+    def api_keys(self) -> ApiKeys:
+        from mcpsec.core.api_keys import ApiKeys
+
+        keys = self.settings().keys
+        return ApiKeys(self.store(), prefix=keys.prefix, default_ttl=keys.default_ttl)
 
     def close(self) -> None:
         if self._store is not None:

@@ -117,6 +117,14 @@ class OwnerRevocation:
     revoked: int = field(metadata={"essential": True})
 
 
+def check_format(api_key: str) -> Verdict:
+    """Offline: the shape and checksum only. Needs no store and counts no use."""
+    try:
+        return Verdict(True, None, parse_key(api_key).key_id)
+    except MalformedKeyError:
+        return Verdict(False, Reason.MALFORMED, None)
+
+
 class ApiKeys:
     """The API key rules over any Store."""
 

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mcpsec.core.durations import parse_duration
+from mcpsec.core.durations import parse_duration, parse_lifetime
 from mcpsec.core.errors import ConfigError, InvalidInputError
+from mcpsec.core.key_format import check_prefix as check_key_prefix
 from mcpsec.core.secret_files import Secret
 from mcpsec.store.interface import check_prefix
 
@@ -31,6 +32,8 @@ ENV_VARS: dict[str, str] = {
     "store.timeout": "MCPSEC_STORE_TIMEOUT",
     "tokens.secret": "MCPSEC_JWT_SECRET",
     "tokens.secret_file": "MCPSEC_JWT_SECRET_FILE",
+    "keys.prefix": "MCPSEC_KEY_PREFIX",
+    "keys.default_ttl": "MCPSEC_KEY_DEFAULT_TTL",
 }
 SECRET_SETTINGS = frozenset({"tokens.secret"})
 FILE_ONLY_FORBIDDEN = frozenset({"tokens.secret"})  # a secret value never lives in the config file
@@ -50,6 +53,10 @@ SETTING_HELP: dict[str, str] = {
     "from the config file; prefer a secret file.",
     "tokens.secret_file": "A file holding the HS256 signing secret; it must not be readable by "
     "others (mode 0600). A relative path is relative to the config file.",
+    "keys.prefix": "The first part of every new API key (default `mcp`): 1-16 lowercase letters "
+    "and digits, so that secret scanners can recognise the keys.",
+    "keys.default_ttl": "How long a new API key lives when `keys create` is given no `--ttl`, "
+    "like `90d`, or `never` (default `90d`).",
 }
 
 
@@ -67,11 +74,18 @@ class TokenSettings:
 
 
 @dataclass(frozen=True)
+class KeySettings:
+    prefix: str = "mcp"
+    default_ttl: float | None = 90 * 86400.0  # None: keys never expire unless told
+
+
+@dataclass(frozen=True)
 class Settings:
     config_path: Path
     config_found: bool
     store: StoreSettings
     tokens: TokenSettings
+    keys: KeySettings = field(default_factory=KeySettings)
     sources: Mapping[str, str] = field(default_factory=dict)
 
     def source_of(self, name: str) -> str:
@@ -202,7 +216,17 @@ def _build(path: Path, found: bool, merged: dict[str, Any], sources: dict[str, s
         secret=Secret(secret.encode(), "env MCPSEC_JWT_SECRET") if secret else None,
         secret_file=_relative_to(path, secret_file) if secret_file else None,
     )
-    return Settings(path, found, store, tokens, sources)
+    key_prefix = optional("keys.prefix")
+    key_ttl = optional("keys.default_ttl")
+    keys = KeySettings(
+        prefix=_checked(check_key_prefix, key_prefix, "keys.prefix", sources)
+        if key_prefix
+        else KeySettings.prefix,
+        default_ttl=_lifetime(key_ttl, "keys.default_ttl", sources)
+        if key_ttl
+        else KeySettings.default_ttl,
+    )
+    return Settings(path, found, store, tokens, keys, sources)
 
 
 def _timeout(value: str, sources: Mapping[str, str]) -> float:
@@ -215,6 +239,19 @@ def _timeout(value: str, sources: Mapping[str, str]) -> float:
     if seconds > MAX_STORE_TIMEOUT:
         raise ConfigError(f"{name} from {sources[name]}: {value} is longer than 10m")
     return seconds
+
+
+def _checked(check: Any, value: str, name: str, sources: Mapping[str, str]) -> Any:
+    try:
+        return check(value)
+    except InvalidInputError as e:
+        raise ConfigError(f"{name} from {sources[name]}: {e}") from e
+
+
+def _lifetime(value: str, name: str, sources: Mapping[str, str]) -> float | None:
+    """A duration, or `never`."""
+    lifetime: float | None = _checked(lambda v: parse_lifetime(v, field=name), value, name, sources)
+    return lifetime
 
 
 def _prefix(value: str, sources: Mapping[str, str]) -> str:
@@ -248,6 +285,10 @@ def redacted(settings: Settings) -> dict[str, Any]:
             "secret_file": str(settings.tokens.secret_file)
             if settings.tokens.secret_file
             else None,
+        },
+        "keys": {
+            "prefix": settings.keys.prefix,
+            "default_ttl": settings.keys.default_ttl,
         },
         "sources": dict(settings.sources),
     }

@@ -66,6 +66,7 @@ def render_default_config(store_url: str) -> str:
     sections: list[tuple[str, dict[str, Any]]] = [
         (STORE_COMMENT, {"store": {"url": store_url, "prefix": "mcpsec:", "timeout": "2s"}}),
         (TOKENS_COMMENT, {"tokens": {"secret_file": SECRET_FILE_NAME}}),
+        (KEYS_COMMENT, {"keys": {"prefix": "mcp", "default_ttl": "90d"}}),
     ]
     header = HEADER.format(date=time.strftime("%Y-%m-%d"))
     body = "\n".join(comment + tomli_w.dumps(table) for comment, table in sections)
@@ -100,4 +101,10 @@ STORE_COMMENT = """\
 TOKENS_COMMENT = """\
 # The HS256 signing secret, in a file only you can read (0600); a relative path is
 # relative to this file. MCPSEC_JWT_SECRET or MCPSEC_JWT_SECRET_FILE override it.
+"""
+
+KEYS_COMMENT = """\
+# API keys (`mcpsec keys ...`). prefix: the start of every new key, so secret scanners can
+# spot leaked ones (MCPSEC_KEY_PREFIX). default_ttl: the lifetime of a key created without
+# --ttl, or "never" (MCPSEC_KEY_DEFAULT_TTL).
 """

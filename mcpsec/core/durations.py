@@ -45,3 +45,10 @@ def format_duration(seconds: float) -> str:
         if count:
             parts.append(f"{count}{unit}")
     return "".join(parts)
+
+
+def parse_lifetime(text: str, *, field: str = "ttl") -> float | None:
+    """A duration, or `never` (None): how long something lives."""
+    if text.strip().lower() == "never":
+        return None
+    return parse_duration(text, field=field)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from mcpsec.core.durations import parse_duration
+from mcpsec.core.errors import InvalidInputError
 from mcpsec.core.key_records import ApiKey, Status
 
 
@@ -35,3 +37,19 @@ class KeyFilter:
             if last.timestamp() > now - self.unused_for:
                 return False
         return True
+
+
+def parse_filter(status: str, expiring_within: str | None, unused_for: str | None) -> KeyFilter:
+    """The filter as the command line spells it."""
+    try:
+        chosen = StatusChoice(status.lower())
+    except ValueError:
+        choices = ", ".join(s.value for s in StatusChoice)
+        raise InvalidInputError(
+            f"status {status!r} is not one of {choices}", field="status"
+        ) from None
+    return KeyFilter(
+        chosen,
+        parse_duration(expiring_within, field="--expiring-within") if expiring_within else None,
+        parse_duration(unused_for, field="--unused-for") if unused_for else None,
+    )
