@@ -87,7 +87,7 @@ class Verdict:
     key_id: str | None
     owner: str | None = None
     roles: tuple[str, ...] = ()
-    permissions: tuple[str, ...] = ()
+    permissions: tuple[str, ...] = ()  # effective: granted directly and through the roles
 
 
 @dataclass(frozen=True)
@@ -358,10 +358,11 @@ class ApiKeys:
         fields = record.fields
         roles = tuple(fields.get("roles") or ())
         granted = tuple(fields.get("permissions") or ())
-        base = Verdict(True, None, key_id, fields.get("owner"), roles, granted)
+        effective = self.roles.effective(roles, granted)
+        base = Verdict(True, None, key_id, fields.get("owner"), roles, tuple(sorted(effective)))
         if outcome is not KeyOutcome.OK:
             return replace(base, valid=False, reason=Reason(outcome.value))
-        if permission and not allows(self.roles.effective(roles, granted), permission):
+        if permission and not allows(effective, permission):
             return replace(base, valid=False, reason=Reason.INSUFFICIENT_PERMISSION)
         return base
 
