@@ -34,11 +34,16 @@ docs-check: $(BIN)/mcpsec
 bench: $(BIN)/mcpsec
 	$(BIN)/python bench/startup.py
 
-# The main job on the embedded SQLite store: config (once), health check, a PKCE pair.
+# The main job on the embedded SQLite store: config (once), health check, a PKCE pair, then
+# an API key's life: create it, verify it, revoke it, and see the next verify fail.
 demo: $(BIN)/mcpsec
 	test -f "$$($(BIN)/mcpsec config path)" || $(BIN)/mcpsec config init
 	$(BIN)/mcpsec doctor
 	$(BIN)/mcpsec pkce generate
+	key=$$($(BIN)/mcpsec keys create --name demo-bot --role user --ttl 1h --quiet) && \
+	echo "$$key" | $(BIN)/mcpsec keys verify --permission files:read - && \
+	$(BIN)/mcpsec keys revoke "$$(echo "$$key" | cut -d_ -f2)" --reason "demo" && \
+	! echo "$$key" | $(BIN)/mcpsec keys verify -
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info
