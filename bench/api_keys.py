@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -45,7 +45,7 @@ if _REPO not in sys.path:
 from mcpsec.core.api_keys import ApiKeys  # noqa: E402
 from mcpsec.core.errors import MCPSecError  # noqa: E402
 from mcpsec.core.key_format import MalformedKeyError, parse_key, secret_hash  # noqa: E402
-from mcpsec.store import open_store  # noqa: E402
+from mcpsec.store import open_store, redact_url  # noqa: E402
 from tests.support.redis_servers import start_redis_server  # noqa: E402
 
 TARGET_RATIO: Final = 1.5
@@ -203,13 +203,15 @@ def hammer(verify: Verify, api_key: str, threads: int, per_thread: int) -> int:
 def run(url: str, server: str, args: argparse.Namespace) -> Report:
     prefix = f"mcpsec-bench-{secrets.token_hex(4)}:"
     naive_client = client_like_the_store(url)
-    keys = ApiKeys(open_store(url, prefix=prefix, timeout=TIMEOUT))
+    store = open_store(url, prefix=prefix, timeout=TIMEOUT)
     naive = NaiveKeys(naive_client, prefix)
     try:
-        return measure(keys, naive, server, str(naive_client.info("server")["redis_version"]), args)
+        version = str(naive_client.info("server")["redis_version"])
+        return measure(ApiKeys(store), naive, server, version, args)
     finally:
         forget(naive_client, prefix)
         naive_client.close()
+        store.close()
 
 
 def measure(
@@ -248,6 +250,11 @@ def forget(client: redis.Redis, prefix: str) -> None:
     names = list(client.scan_iter(match=f"{prefix}*", count=1000))
     for start in range(0, len(names), 500):
         client.delete(*names[start : start + 500])
+
+
+def met(report: Report) -> bool:
+    mcpsec_race = next(r for r in report.races if r.name == "mcpsec")
+    return report.ratio >= TARGET_RATIO and mcpsec_race.lost == 0
 
 
 def verdict_line(report: Report) -> str:
@@ -305,7 +312,7 @@ def render_json(report: Report) -> str:
             for t in (report.mcpsec, report.naive)
         },
         "ratio": round(report.ratio, 3),
-        "target": {"ratio": TARGET_RATIO, "met": report.ratio >= TARGET_RATIO},
+        "target": {"ratio": TARGET_RATIO, "lost": 0, "met": met(report)},
         "concurrency": {
             "threads": report.threads,
             "per_thread": report.per_thread,
@@ -342,22 +349,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--url", help="a redis:// server to use instead of starting one")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
+    if args.url is not None and not args.url.startswith(("redis://", "rediss://", "unix://")):
+        parser.error("--url must be a standalone Redis URL (redis://, rediss:// or unix://)")
     if args.url is None and shutil.which("redis-server") is None:
-        print("redis-server is not installed, and no --url was given: nothing measured")
+        print(
+            "redis-server is not installed and no --url was given: nothing measured",
+            file=sys.stderr,
+        )
         return 0
     try:
-        with own_server() if args.url is None else _given(args.url) as url:
-            report = run(url, args.url or f"{url} (own server)", args)
+        with own_server() if args.url is None else nullcontext(args.url) as url:
+            server = redact_url(url) if args.url else f"{url} (own server)"
+            report = run(url, server, args)
     except (redis.RedisError, MCPSecError) as e:
-        print(f"could not run against Redis: {e}")
+        print(f"could not run against Redis: {e}", file=sys.stderr)
         return 0
     print((render_json if args.json else render_table)(report))
     return 0
-
-
-@contextmanager
-def _given(url: str) -> Iterator[str]:
-    yield url
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ from mcpsec.core.key_records import (
     to_fields,
 )
 from mcpsec.core.rbac import DEFAULT_ROLES, RoleTable, allows, check_permission
-from mcpsec.store import KEY_KIND, KeyOutcome, Record, Store, UpdateStatus
+from mcpsec.store import KEY_KIND, KeyOutcome, KeyTouch, Record, Store, UpdateStatus
 
 DEFAULT_TTL: Final = 90 * 86400.0
 DEFAULT_GRACE: Final = 86400.0
@@ -187,7 +187,7 @@ class ApiKeys:
         except MalformedKeyError:
             return Verdict(False, Reason.MALFORMED, None)
         touch = self.store.touch_key(parts.key_id, secret_hash(parts.secret))
-        return self._verdict(parts.key_id, touch.outcome, touch.record, permission)
+        return self._verdict(parts.key_id, touch, permission)
 
     # -- inspect ---------------------------------------------------------------------------
 
@@ -350,12 +350,10 @@ class ApiKeys:
             revoked_reason=None,
         )
 
-    def _verdict(
-        self, key_id: str, outcome: KeyOutcome, record: Record | None, permission: str | None
-    ) -> Verdict:
-        if outcome is KeyOutcome.UNKNOWN or record is None:
+    def _verdict(self, key_id: str, touch: KeyTouch, permission: str | None) -> Verdict:
+        outcome, fields = touch.outcome, touch.grants
+        if outcome is KeyOutcome.UNKNOWN:
             return Verdict(False, Reason.UNKNOWN, key_id)
-        fields = record.fields
         roles = tuple(fields.get("roles") or ())
         granted = tuple(fields.get("permissions") or ())
         effective = self.roles.effective(roles, granted)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from mcpsec.core.clock import Clock
 from mcpsec.store.interface import (
     KEEP_TTL,
+    KEY_GRANT_FIELDS,
     KEY_KIND,
     KeyOutcome,
     KeyTouch,
@@ -27,6 +28,7 @@ from mcpsec.store.url import parse_store_url, redact_url
 
 __all__ = [
     "KEEP_TTL",
+    "KEY_GRANT_FIELDS",
     "KEY_KIND",
     "KeyOutcome",
     "KeyTouch",

@@ -80,7 +80,12 @@ class KeyOutcome(StrEnum):
 @dataclass(frozen=True)
 class KeyTouch:
     outcome: KeyOutcome
-    record: Record | None  # None when UNKNOWN: a wrong secret learns nothing about the key
+    # What a verdict needs, `owner`, `roles` and `permissions`; empty when UNKNOWN, so a
+    # wrong secret learns nothing about the key.
+    grants: Mapping[str, JSONValue] = field(default_factory=dict)
+
+
+KEY_GRANT_FIELDS: Final = ("owner", "roles", "permissions")
 
 
 KEY_KIND: Final = "key"
@@ -174,7 +179,8 @@ class Store(Protocol):
 
         Compares `secret_hash` with the record's `hash` field over every byte, then checks
         `status` ("active") and `expires_at` by the store's clock; only when all pass are
-        `use_count` incremented and `last_used_at` set. One round trip on Redis.
+        `use_count` incremented and `last_used_at` set. Returns the outcome and, unless it
+        is UNKNOWN, the key's `KEY_GRANT_FIELDS`. One round trip on Redis.
         """
         ...
 

@@ -40,6 +40,7 @@ from mcpsec.core.errors import ConfigError, InvalidInputError, StoreError
 from mcpsec.store import codec
 from mcpsec.store.interface import (
     KEEP_TTL,
+    KEY_GRANT_FIELDS,
     KEY_KIND,
     JSONValue,
     KeyOutcome,
@@ -177,9 +178,10 @@ class RedisStore:
             )
         outcome = KeyOutcome(reply[0])
         if outcome is KeyOutcome.UNKNOWN:
-            return KeyTouch(outcome, None)
-        raw = dict(zip(reply[1::2], reply[2::2], strict=True))
-        return KeyTouch(outcome, _record(KEY_KIND, key_id, raw))
+            return KeyTouch(outcome)
+        return KeyTouch(
+            outcome, dict(zip(KEY_GRANT_FIELDS, map(codec.decode, reply[1:]), strict=True))
+        )
 
     def delete(self, kind: str, id: str) -> bool:
         check_kind(kind)

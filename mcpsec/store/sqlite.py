@@ -33,6 +33,7 @@ from mcpsec.core.secret_files import ensure_private_dir
 from mcpsec.store import codec
 from mcpsec.store.interface import (
     KEEP_TTL,
+    KEY_GRANT_FIELDS,
     KEY_KIND,
     JSONValue,
     KeyOutcome,
@@ -157,7 +158,7 @@ class SqliteStore:
             fields = codec.decode(row[0]) if row else {}
             stored = str(fields.get("hash", ""))
             if row is None or not hmac.compare_digest(stored.encode(), secret_hash.encode()):
-                return KeyTouch(KeyOutcome.UNKNOWN, None)
+                return KeyTouch(KeyOutcome.UNKNOWN)
             outcome = _key_outcome(fields, now)
             if outcome is KeyOutcome.OK:
                 fields["use_count"] = int(fields.get("use_count") or 0) + 1
@@ -166,7 +167,7 @@ class SqliteStore:
                     "UPDATE records SET data = ? WHERE kind = ? AND id = ?",
                     (codec.encode_document(fields), KEY_KIND, key_id),
                 )
-            return KeyTouch(outcome, Record(KEY_KIND, key_id, fields, row[1]))
+            return KeyTouch(outcome, {name: fields.get(name) for name in KEY_GRANT_FIELDS})
 
     def delete(self, kind: str, id: str) -> bool:
         check_kind(kind)

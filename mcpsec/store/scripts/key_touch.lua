@@ -3,51 +3,50 @@
 -- KEYS[1]   the key's record, <prefix>key:{<key id>}
 -- ARGV[1]   the SHA-256 of the presented secret, as canonical JSON (a quoted hex string)
 --
--- Returns {outcome, field, value, ...}. The outcome is "unknown" (no record, or a hash that
--- does not match; no fields are returned, so a wrong secret learns nothing about the key),
--- "revoked", "expired" (its expires_at has passed by the server's clock), or "ok", in which
--- case use_count has been incremented and last_used_at set to now before the fields are read.
--- The hashes are compared over every byte, without an early exit.
+-- Returns {outcome, owner, roles, permissions}, the last three as canonical JSON. The
+-- outcome is "unknown" (no record, or a hash that does not match; nothing else is returned,
+-- so a wrong secret learns nothing about the key), "revoked", "expired" (expires_at has
+-- passed by the server's clock), or "ok", in which case use_count has been incremented and
+-- last_used_at set to now. Only what a verdict needs travels back: this runs on every
+-- request a server authenticates.
 
 local key = KEYS[1]
-local stored = redis.call("HGET", key, "hash")
+local found = redis.call("HMGET", key, "hash", "status", "expires_at")
+local stored = found[1]
 if not stored then
   return {"unknown"}
 end
-local expected = ARGV[1]
-local diff = 0
-if #stored ~= #expected then
-  diff = 1
-end
-for i = 1, #expected do
-  if string.byte(stored, i) ~= string.byte(expected, i) then
-    diff = diff + 1
+-- Compare digests of both sides, so the time taken says nothing about how many leading
+-- characters of the stored hash the presented one shares. (fakeredis, used in unit tests,
+-- lacks sha1hex; there the bytes are compared without an early exit instead.)
+local same
+if redis.sha1hex then
+  same = redis.sha1hex(stored) == redis.sha1hex(ARGV[1])
+else
+  local diff = #stored == #ARGV[1] and 0 or 1
+  for i = 1, #ARGV[1] do
+    if string.byte(stored, i) ~= string.byte(ARGV[1], i) then
+      diff = diff + 1
+    end
   end
+  same = diff == 0
 end
-if diff ~= 0 then
+if not same then
   return {"unknown"}
 end
 
 local t = redis.call("TIME")
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local outcome = "ok"
-if redis.call("HGET", key, "status") ~= '"active"' then
+if found[2] ~= '"active"' then
   outcome = "revoked"
-else
-  local expires = redis.call("HGET", key, "expires_at")
-  if expires and expires ~= "null" and tonumber(expires) <= now then
-    outcome = "expired"
-  end
+elseif found[3] and found[3] ~= "null" and tonumber(found[3]) <= now then
+  outcome = "expired"
 end
 if outcome == "ok" then
-  local count = redis.call("HGET", key, "use_count")
-  if not count or count == "null" then
-    redis.call("HSET", key, "use_count", "0")
-  end
   redis.call("HINCRBY", key, "use_count", 1)
   redis.call("HSET", key, "last_used_at", string.format("%.6f", now))
 end
 
-local result = redis.call("HGETALL", key)
-table.insert(result, 1, outcome)
-return result
+local grants = redis.call("HMGET", key, "owner", "roles", "permissions")
+return {outcome, grants[1] or "null", grants[2] or "[]", grants[3] or "[]"}
