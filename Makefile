@@ -33,6 +33,7 @@ docs-check: $(BIN)/mcpsec
 
 bench: $(BIN)/mcpsec
 	$(BIN)/python bench/startup.py
+	$(BIN)/python bench/api_keys.py
 
 # The main job on the embedded SQLite store: config (once), health check, a PKCE pair, then
 # an API key's life: create it, verify it, revoke it, and see the next verify fail.
