@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import random
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -21,7 +23,7 @@ from enum import StrEnum
 from typing import Any, Final, ParamSpec, TypeVar
 
 from mcpsec.core.clock import to_datetime
-from mcpsec.core.errors import InvalidInputError, MCPSecError, NotFoundError
+from mcpsec.core.errors import InvalidInputError, MCPSecError, NotFoundError, StoreError
 from mcpsec.core.key_filters import KeyFilter
 from mcpsec.core.key_format import (
     DEFAULT_PREFIX,
@@ -47,7 +49,9 @@ from mcpsec.store import KEY_KIND, KeyOutcome, KeyTouch, Record, Store, UpdateSt
 
 DEFAULT_TTL: Final = 90 * 86400.0
 DEFAULT_GRACE: Final = 86400.0
-_ATTEMPTS: Final = 5  # compare-and-set retries before giving up on a busy key
+_ATTEMPTS: Final = 5  # fresh key ids to try before giving up (a collision is ~2^-71)
+_CAS_DEADLINE: Final = 5.0  # seconds of compare-and-set retries before calling a key too busy
+MAX_LIFETIME: Final = 100 * 365 * 86400.0
 
 
 class Default:
@@ -156,9 +160,7 @@ class ApiKeys:
     ) -> CreatedKey:
         """A new key; its plaintext is in the result and nowhere else, ever."""
         draft = self._draft(name, owner, roles, permissions, rate_limit, rotated_from)
-        lifetime = self.default_ttl if isinstance(ttl, Default) else ttl
-        if lifetime is not None and lifetime <= 0:
-            raise InvalidInputError("ttl must be positive", field="ttl")
+        lifetime = check_lifetime(self.default_ttl if isinstance(ttl, Default) else ttl)
         for _ in range(_ATTEMPTS):
             now = self.store.now()
             api_key, parts = new_key(self.prefix)
@@ -168,6 +170,8 @@ class ApiKeys:
                 created_at=to_datetime(now),
                 expires_at=to_datetime(now + lifetime) if lifetime else None,
             )
+            if self.store.get(KEY_KIND, key.key_id) is not None:
+                continue  # taken: never index someone else's key under this owner
             if draft.owner:  # the owner index first: `revoke --owner` must never miss a key
                 self.store.put(OWNER_KIND, f"{draft.owner}:{key.key_id}", {})
             if self.store.put(
@@ -234,18 +238,19 @@ class ApiKeys:
         """Revoke every key of `owner` that was not revoked yet; says how many that was."""
         check_owner(owner)
         revoked = 0
+        now = self.store.now()
         for _, record in self._scan(owner, None, 200):
-            if record.fields.get("status") == Status.ACTIVE.value:
+            if from_record(record, now).status is Status.ACTIVE:  # expired keys stay expired
                 revoked += self._revoke(record.id, reason)[0]
         return OwnerRevocation(owner, revoked)
 
     def rotate(self, key_id: str, *, grace: float | None = DEFAULT_GRACE) -> Rotation:
         """A successor with the same name, owner, grants and limits. The old key works until
         the grace ends (never past its own expiry), or stops now when `grace` is None."""
+        if grace is not None:
+            check_lifetime(grace, field="grace")
         old = self.show(key_id)
-        if old.status is not Status.ACTIVE or old.rotated_to:
-            detail = f"was rotated to {old.rotated_to}" if old.rotated_to else f"is {old.status}"
-            raise InvalidInputError(f"key {key_id} {detail}; only an active key can be rotated")
+        _must_be_rotatable(old)
         lifetime = (
             old.expires_at.timestamp() - old.created_at.timestamp() if old.expires_at else None
         )
@@ -266,11 +271,11 @@ class ApiKeys:
             end = now + grace
             own = old.expires_at.timestamp() if old.expires_at else None
             changes["expires_at"] = min(end, own) if own is not None else end
-        result = self.store.update(
-            KEY_KIND, key_id, set=changes, expect={"status": "active", "rotated_to": None}
-        )
+        expect = {"status": "active", "rotated_to": None, "expires_at": _epoch(old.expires_at)}
+        result = self.store.update(KEY_KIND, key_id, set=changes, expect=expect)
         if result.status is not UpdateStatus.UPDATED or result.record is None:
             self._discard(new.key_id, new.owner)
+            _must_be_rotatable(self.show(key_id))  # say what happened meanwhile
             raise InvalidInputError(f"key {key_id} changed while it was being rotated; try again")
         after = from_record(result.record, now)
         return Rotation(
@@ -301,7 +306,9 @@ class ApiKeys:
         new_name = check_name(name) if name is not None else None
         adding = [check_permission(p) for p in add_permissions]
         removing = [check_permission(p) for p in remove_permissions]
-        for _ in range(_ATTEMPTS):
+        if not isinstance(ttl, Default):
+            check_lifetime(ttl)
+        for pause in _backoff(_CAS_DEADLINE):
             current = self.store.get(KEY_KIND, key_id)
             if current is None:
                 raise NotFoundError(f"no API key with id {key_id}")
@@ -317,7 +324,8 @@ class ApiKeys:
             result = self.store.update(KEY_KIND, key_id, set=changes, expect=expect)
             if result.status is UpdateStatus.UPDATED and result.record is not None:
                 return from_record(result.record, now)
-        raise InvalidInputError(f"key {key_id} kept changing while being updated; try again")
+            time.sleep(pause)  # another writer won this round: let it finish, then re-read
+        raise StoreError(f"key {key_id} kept changing under concurrent updates; try again")
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -381,7 +389,11 @@ class ApiKeys:
             listed = self.store.list(OWNER_KIND, cursor=cursor, limit=page)
             ids = [r.id for r in listed.records if r.id.startswith(mark)]
             records = self.store.get_many(KEY_KIND, [i[len(mark) :] for i in ids])
-            yield from ((i, r) for i, r in zip(ids, records, strict=True) if r is not None)
+            yield from (
+                (i, r)
+                for i, r in zip(ids, records, strict=True)
+                if r is not None and r.fields.get("owner") == owner  # the key says so too
+            )
             if listed.next_cursor is None or len(ids) < len(listed.records):
                 return
             cursor = listed.next_cursor
@@ -433,6 +445,32 @@ class AsyncApiKeys:
         self.revoke_owner = _in_thread(keys.revoke_owner)
         self.rotate = _in_thread(keys.rotate)
         self.update = _in_thread(keys.update)
+
+
+def check_lifetime(seconds: float | None, *, field: str = "ttl") -> float | None:
+    """None (never), or more than zero and at most 100 years; NaN and infinity fail both."""
+    if seconds is not None and not 0 < seconds <= MAX_LIFETIME:
+        raise InvalidInputError(f"{field} must be more than 0 and at most 100 years", field=field)
+    return seconds
+
+
+def _must_be_rotatable(key: ApiKey) -> None:
+    if key.status is not Status.ACTIVE or key.rotated_to:
+        detail = f"was rotated to {key.rotated_to}" if key.rotated_to else f"is {key.status}"
+        raise InvalidInputError(f"key {key.key_id} {detail}; only an active key can be rotated")
+
+
+def _backoff(deadline: float) -> Iterator[float]:
+    """Pauses for compare-and-set retries: growing, jittered, until `deadline` seconds pass."""
+    end = time.monotonic() + deadline
+    pause = 0.001
+    while time.monotonic() < end:
+        yield pause * (0.5 + random.random())  # noqa: S311 - jitter, not a secret
+        pause = min(pause * 2, 0.1)
+
+
+def _epoch(moment: datetime | None) -> float | None:
+    return moment.timestamp() if moment else None
 
 
 def _unique(items: Iterable[str]) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from mcpsec.core.errors import InvalidInputError
 
 _PART = r"(?:[a-z][a-z0-9_.-]{0,62}|\*)"
-_PERMISSION = re.compile(rf"\*|[a-z][a-z0-9_.-]{{0,62}}:{_PART}")
+_PERMISSION = re.compile(rf"\*|{_PART}:{_PART}")
 _ROLE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 
 SEED_PERMISSIONS = (
