@@ -1,0 +1,56 @@
+"""On Redis a verify is one round trip (one EVALSHA) that touches one key, hence one slot."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from mcpsec.core.api_keys import ApiKeys
+from mcpsec.store import open_store
+from mcpsec.store.redis_store import RedisStore
+
+from tests.support.redis_servers import RedisClusterProcs, RedisServer
+
+pytestmark = pytest.mark.redis_server
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def store(request: pytest.FixtureRequest) -> Iterator[RedisStore]:
+    server: RedisServer | RedisClusterProcs = request.getfixturevalue(
+        "redis_server" if request.param == "redis" else "redis_cluster"
+    )
+    opened = open_store(server.url, prefix=f"t{uuid4().hex[:8]}:")
+    assert isinstance(opened, RedisStore)
+    yield opened
+    opened.close()
+
+
+@pytest.mark.parametrize("outcome", ["valid", "revoked", "wrong-secret"])
+def test_verify_is_one_command(store: RedisStore, monkeypatch: pytest.MonkeyPatch, outcome: str):
+    keys = ApiKeys(store)
+    created = keys.create("bot", owner="team", roles=["user"])
+    presented = created.api_key
+    if outcome == "revoked":
+        keys.revoke(created.key_id)
+    if outcome == "wrong-secret":
+        from mcpsec.core.key_format import KeyParts, format_key, parse_key, random_base62
+
+        parts = parse_key(created.api_key)
+        presented = format_key(KeyParts(parts.prefix, parts.key_id, random_base62(43)))
+    keys.verify(presented)  # the script is loaded on this client once
+
+    sent: list[tuple[Any, ...]] = []
+    real = store.client.execute_command
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        sent.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store.client, "execute_command", counting)
+    verdict = keys.verify(presented, permission="files:read")
+    assert [a[0] for a in sent] == ["EVALSHA"]
+    numkeys = int(sent[0][2])
+    assert numkeys == 1 and sent[0][3].endswith("key:{" + created.key_id + "}")
+    assert verdict.valid == (outcome == "valid")
