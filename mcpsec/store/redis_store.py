@@ -24,6 +24,7 @@ a script that timed out may have run, and running it twice would count twice.
 from __future__ import annotations
 
 import builtins
+import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -64,6 +65,7 @@ from mcpsec.store.redis_errors import translate
 from mcpsec.store.url import StoreUrl, redact_url
 
 EXPIRY_FIELD: Final = "__exp"
+_HEX: Final = re.compile(r"[0-9a-f]{1,128}")
 LOG_FIELD: Final = "d"
 SWEEP_PER_WRITE: Final = 20
 _SCRIPTS: Final = (
@@ -174,7 +176,7 @@ class RedisStore:
         check_id(key_id)
         with self._errors():
             reply = self._scripts["key_touch"](
-                keys=[self._record_key(KEY_KIND, key_id)], args=[codec.encode(secret_hash)]
+                keys=[self._record_key(KEY_KIND, key_id)], args=[f'"{_hex(secret_hash)}"']
             )
         outcome = KeyOutcome(reply[0])
         if outcome is KeyOutcome.UNKNOWN:
@@ -387,6 +389,13 @@ def _not_integer_is_input_error() -> Iterator[None]:
             raise
         field = str(e).split("NOTINTEGER field ", 1)[-1].split(" ", 1)[0]
         raise InvalidInputError(f"field {field} does not hold an integer", field=field) from None
+
+
+def _hex(digest: str) -> str:
+    """A hex digest, checked: it goes into the script as JSON text without json.dumps."""
+    if not _HEX.fullmatch(digest):
+        raise InvalidInputError("a secret hash must be lowercase hex", field="secret_hash")
+    return digest
 
 
 def _source(name: str) -> str:

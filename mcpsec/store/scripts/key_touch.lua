@@ -11,7 +11,7 @@
 -- request a server authenticates.
 
 local key = KEYS[1]
-local found = redis.call("HMGET", key, "hash", "status", "expires_at")
+local found = redis.call("HMGET", key, "hash", "status", "expires_at", "owner", "roles", "permissions")
 local stored = found[1]
 if not stored then
   return {"unknown"}
@@ -48,5 +48,4 @@ if outcome == "ok" then
   redis.call("HSET", key, "last_used_at", string.format("%.6f", now))
 end
 
-local grants = redis.call("HMGET", key, "owner", "roles", "permissions")
-return {outcome, grants[1] or "null", grants[2] or "[]", grants[3] or "[]"}
+return {outcome, found[4] or "null", found[5] or "[]", found[6] or "[]"}
