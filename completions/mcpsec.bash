@@ -53,7 +53,7 @@ _mcpsec_spec() {
             ;;
         'mcpsec keys check')
             _mcpsec_subs=''
-            _mcpsec_opts='--help --json -h'
+            _mcpsec_opts='--help --json --quiet -h -q'
             _mcpsec_valued=''
             _mcpsec_argwords='' _mcpsec_argfiles=0
             ;;
@@ -65,7 +65,7 @@ _mcpsec_spec() {
             ;;
         'mcpsec keys list')
             _mcpsec_subs=''
-            _mcpsec_opts='--cursor --expiring-within --help --json --limit --owner --status --unused-for -h'
+            _mcpsec_opts='--cursor --expiring-within --help --json --limit --owner --quiet --status --unused-for -h -q'
             _mcpsec_valued='--cursor --expiring-within --limit --owner --status --unused-for'
             _mcpsec_argwords='' _mcpsec_argfiles=0
             ;;
@@ -83,13 +83,13 @@ _mcpsec_spec() {
             ;;
         'mcpsec keys show')
             _mcpsec_subs=''
-            _mcpsec_opts='--help --json -h'
+            _mcpsec_opts='--help --json --quiet -h -q'
             _mcpsec_valued=''
             _mcpsec_argwords='' _mcpsec_argfiles=0
             ;;
         'mcpsec keys update')
             _mcpsec_subs=''
-            _mcpsec_opts='--add-permission --help --json --name --remove-permission --ttl -h -n'
+            _mcpsec_opts='--add-permission --help --json --name --quiet --remove-permission --ttl -h -n -q'
             _mcpsec_valued='--add-permission --name --remove-permission --ttl -n'
             _mcpsec_argwords='' _mcpsec_argfiles=0
             ;;

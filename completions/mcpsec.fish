@@ -119,6 +119,7 @@ complete -c mcpsec -n '__mcpsec_at "mcpsec keys"' -s h -l help -d 'Show this mes
 
 # mcpsec keys check
 complete -c mcpsec -n '__mcpsec_at "mcpsec keys check"' -l json -d 'Print one JSON document on stdout (for scripts).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys check"' -s q -l quiet -d 'Print only the essential value, nothing else.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec keys check"' -s h -l help -d 'Show this message and exit.'
 
 # mcpsec keys create
@@ -140,6 +141,7 @@ complete -c mcpsec -n '__mcpsec_at "mcpsec keys list"' -l unused-for -x -d 'e.g.
 complete -c mcpsec -n '__mcpsec_at "mcpsec keys list"' -l limit -x -d 'Page size, 1-1000.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec keys list"' -l cursor -x -d 'From a previous page.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec keys list"' -l json -d 'Print one JSON document on stdout (for scripts).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys list"' -s q -l quiet -d 'Print only the essential value, nothing else.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec keys list"' -s h -l help -d 'Show this message and exit.'
 
 # mcpsec keys revoke
@@ -150,7 +152,7 @@ complete -c mcpsec -n '__mcpsec_at "mcpsec keys revoke"' -s q -l quiet -d 'Print
 complete -c mcpsec -n '__mcpsec_at "mcpsec keys revoke"' -s h -l help -d 'Show this message and exit.'
 
 # mcpsec keys rotate
-complete -c mcpsec -n '__mcpsec_at "mcpsec keys rotate"' -l grace -x -d 'How long the old key still works.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys rotate"' -l grace -x -d 'How long the old key still works (24h).'
 complete -c mcpsec -n '__mcpsec_at "mcpsec keys rotate"' -l now -d 'Stop the old key at once.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec keys rotate"' -l json -d 'Print one JSON document on stdout (for scripts).'
 complete -c mcpsec -n '__mcpsec_at "mcpsec keys rotate"' -s q -l quiet -d 'Print only the essential value, nothing else.'
@@ -158,6 +160,7 @@ complete -c mcpsec -n '__mcpsec_at "mcpsec keys rotate"' -s h -l help -d 'Show t
 
 # mcpsec keys show
 complete -c mcpsec -n '__mcpsec_at "mcpsec keys show"' -l json -d 'Print one JSON document on stdout (for scripts).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys show"' -s q -l quiet -d 'Print only the essential value, nothing else.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec keys show"' -s h -l help -d 'Show this message and exit.'
 
 # mcpsec keys update
@@ -166,6 +169,7 @@ complete -c mcpsec -n '__mcpsec_at "mcpsec keys update"' -l remove-permission -x
 complete -c mcpsec -n '__mcpsec_at "mcpsec keys update"' -l ttl -x -d 'Lifetime, like 90d, or never.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec keys update"' -s n -l name -x -d 'A new name.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec keys update"' -l json -d 'Print one JSON document on stdout (for scripts).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec keys update"' -s q -l quiet -d 'Print only the essential value, nothing else.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec keys update"' -s h -l help -d 'Show this message and exit.'
 
 # mcpsec keys verify

@@ -148,6 +148,8 @@ _mcpsec_keys() {
 _mcpsec_keys_check() {
   _arguments -s \
     '--json[Print one JSON document on stdout (for scripts).]' \
+    '(-q --quiet)-q[Print only the essential value, nothing else.]' \
+    '(-q --quiet)--quiet[Print only the essential value, nothing else.]' \
     '(-h --help)-h[Show this message and exit.]' \
     '(-h --help)--help[Show this message and exit.]' \
     '1::KEY|-: '
@@ -180,6 +182,8 @@ _mcpsec_keys_list() {
     '--limit=[Page size, 1-1000.]:N: ' \
     '--cursor=[From a previous page.]:CURSOR: ' \
     '--json[Print one JSON document on stdout (for scripts).]' \
+    '(-q --quiet)-q[Print only the essential value, nothing else.]' \
+    '(-q --quiet)--quiet[Print only the essential value, nothing else.]' \
     '(-h --help)-h[Show this message and exit.]' \
     '(-h --help)--help[Show this message and exit.]'
 }
@@ -198,7 +202,7 @@ _mcpsec_keys_revoke() {
 
 _mcpsec_keys_rotate() {
   _arguments -s \
-    '--grace=[How long the old key still works.]:DURATION: ' \
+    '--grace=[How long the old key still works (24h).]:DURATION: ' \
     '--now[Stop the old key at once.]' \
     '--json[Print one JSON document on stdout (for scripts).]' \
     '(-q --quiet)-q[Print only the essential value, nothing else.]' \
@@ -211,6 +215,8 @@ _mcpsec_keys_rotate() {
 _mcpsec_keys_show() {
   _arguments -s \
     '--json[Print one JSON document on stdout (for scripts).]' \
+    '(-q --quiet)-q[Print only the essential value, nothing else.]' \
+    '(-q --quiet)--quiet[Print only the essential value, nothing else.]' \
     '(-h --help)-h[Show this message and exit.]' \
     '(-h --help)--help[Show this message and exit.]' \
     '1:KEY_ID: '
@@ -224,6 +230,8 @@ _mcpsec_keys_update() {
     '(-n --name)-n+[A new name.]:NAME: ' \
     '(-n --name)--name=[A new name.]:NAME: ' \
     '--json[Print one JSON document on stdout (for scripts).]' \
+    '(-q --quiet)-q[Print only the essential value, nothing else.]' \
+    '(-q --quiet)--quiet[Print only the essential value, nothing else.]' \
     '(-h --help)-h[Show this message and exit.]' \
     '(-h --help)--help[Show this message and exit.]' \
     '1:KEY_ID: '

@@ -97,14 +97,16 @@ def verify(
 
 
 @app.command()
-def check(ctx: typer.Context, key: KeyArgument = None, json: JsonFlag = False) -> None:
+def check(
+    ctx: typer.Context, key: KeyArgument = None, json: JsonFlag = False, quiet: QuietFlag = False
+) -> None:
     """Check a key's format and checksum offline (no store): exit 0 well-formed, 1 otherwise.
 
     Example: git diff | grep -o 'mcp_[A-Za-z0-9_]*' | xargs -n1 mcpsec keys check
     """
     from mcpsec.core.api_keys import check_format
 
-    out = state_of(ctx).output(json=json)
+    out = state_of(ctx).output(json=json, quiet=quiet)
     verdict = check_format(read_value(key, "API key"))
     out.result(verdict, human=_verdict_line)
     if not verdict.valid:
@@ -112,13 +114,15 @@ def check(ctx: typer.Context, key: KeyArgument = None, json: JsonFlag = False) -
 
 
 @app.command()
-def show(ctx: typer.Context, key_id: KeyIdArgument, json: JsonFlag = False) -> None:
+def show(
+    ctx: typer.Context, key_id: KeyIdArgument, json: JsonFlag = False, quiet: QuietFlag = False
+) -> None:
     """Show a key's metadata: status, grants, expiry, last use and use count; never its secret.
 
     Example: mcpsec keys show 4fJq8Lw2Xc9a
     """
     state = state_of(ctx)
-    state.output(json=json).result(state.api_keys().show(key_id))
+    state.output(json=json, quiet=quiet).result(state.api_keys().show(key_id))
 
 
 @app.command("list")
@@ -139,6 +143,7 @@ def list_keys(
         str | None, typer.Option("--cursor", metavar="CURSOR", help="From a previous page.")
     ] = None,
     json: JsonFlag = False,
+    quiet: QuietFlag = False,
 ) -> None:
     """List keys one page at a time; `--json` gives {"keys": [...], "next_cursor": ...}.
 
@@ -147,11 +152,11 @@ def list_keys(
     from mcpsec.core.key_filters import parse_filter
 
     state = state_of(ctx)
-    out = state.output(json=json)
+    out = state.output(json=json, quiet=quiet)
     where = parse_filter(status, expiring_within, unused_for)
     page = state.api_keys().list(owner=owner, where=where, limit=limit, cursor=cursor)
-    if out.mode.value == "json":
-        out.result(page)
+    if out.mode.value != "human":  # JSON: the page; quiet: one key id per line
+        out.result(page if out.mode.value == "json" else page.keys)
         return
     out.table(("KEY ID", "NAME", "OWNER", "STATUS", "EXPIRES", "LAST USED", "USES"), _rows(page))
     if page.next_cursor:
@@ -163,8 +168,9 @@ def rotate(
     ctx: typer.Context,
     key_id: KeyIdArgument,
     grace: Annotated[
-        str, typer.Option("--grace", metavar="DURATION", help="How long the old key still works.")
-    ] = "24h",
+        str | None,
+        typer.Option("--grace", metavar="DURATION", help="How long the old key still works (24h)."),
+    ] = None,
     now: Annotated[bool, typer.Option("--now", help="Stop the old key at once.")] = False,
     json: JsonFlag = False,
     quiet: QuietFlag = False,
@@ -174,11 +180,16 @@ def rotate(
 
     Example: mcpsec keys rotate 4fJq8Lw2Xc9a --grace 1h --quiet > ci.key
     """
+    from mcpsec.core.api_keys import DEFAULT_GRACE
     from mcpsec.core.durations import parse_duration
+    from mcpsec.core.errors import InvalidInputError
 
+    if now and grace is not None:
+        raise InvalidInputError("give --grace or --now, not both")
     state = state_of(ctx)
     out = state.output(json=json, quiet=quiet)
-    rotation = state.api_keys().rotate(key_id, grace=None if now else parse_duration(grace))
+    kept = None if now else parse_duration(grace) if grace else DEFAULT_GRACE
+    rotation = state.api_keys().rotate(key_id, grace=kept)
     out.result(rotation)
     if out.mode.value == "human":
         out.warn(ONCE)
@@ -231,6 +242,7 @@ def update(
     ttl: TtlOption = None,
     name: Annotated[str | None, typer.Option("--name", "-n", help="A new name.")] = None,
     json: JsonFlag = False,
+    quiet: QuietFlag = False,
 ) -> None:
     """Change a key's name, permissions or lifetime (counted from now).
 
@@ -247,7 +259,7 @@ def update(
         remove_permissions=remove_permission or (),
         ttl=parse_lifetime(ttl) if ttl is not None else DEFAULT,
     )
-    state.output(json=json).result(changed)
+    state.output(json=json, quiet=quiet).result(changed)
 
 
 def _verdict_line(verdict: Verdict) -> str:

@@ -140,7 +140,10 @@ def jsonable(value: Any) -> Any:  # noqa: PLR0911 - one return per shape
 
 
 def essentials(value: Any) -> list[Any]:
-    """The fields a dataclass marks `metadata={"essential": True}`: what `--quiet` prints."""
+    """The fields a dataclass marks `metadata={"essential": True}`: what `--quiet` prints;
+    for a list, those of each item, one per line."""
+    if isinstance(value, list | tuple):
+        return [item for element in value for item in essentials(element)]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         marked = [f for f in dataclasses.fields(value) if f.metadata.get("essential")]
         return [getattr(value, f.name) for f in marked] or [value]

@@ -41,16 +41,29 @@ from mcpsec.core.key_records import (
     Status,
     check_name,
     check_owner,
+    check_reason,
     from_record,
+    grant_tokens,
     to_fields,
 )
-from mcpsec.core.rbac import DEFAULT_ROLES, RoleTable, allows, check_permission
+from mcpsec.core.rbac import DEFAULT_ROLES, RoleTable, check_permission
 from mcpsec.store import KEY_KIND, KeyOutcome, KeyTouch, Record, Store, UpdateStatus
 
 DEFAULT_TTL: Final = 90 * 86400.0
 DEFAULT_GRACE: Final = 86400.0
 _ATTEMPTS: Final = 5  # fresh key ids to try before giving up (a collision is ~2^-71)
-_CAS_DEADLINE: Final = 5.0  # seconds of compare-and-set retries before calling a key too busy
+_ROTATION_GUARDED: Final = (
+    "status",
+    "rotated_to",
+    "expires_at",
+    "name",
+    "roles",
+    "permissions",
+    "rate_limit",
+)
+_UPDATE_GUARDED: Final = ("status", "rotated_to", "permissions", "name", "expires_at")
+_CAS_DEADLINE: Final = 5.0
+_OWNER_PASSES: Final = 5  # seconds of compare-and-set retries before calling a key too busy
 MAX_LIFETIME: Final = 100 * 365 * 86400.0
 
 
@@ -134,16 +147,24 @@ class ApiKeys:
 
     def __init__(
         self,
-        store: Store,
+        store: Store | Callable[[], Store],
         *,
         prefix: str = DEFAULT_PREFIX,
         default_ttl: float | None = DEFAULT_TTL,
         roles: RoleTable = DEFAULT_ROLES,
     ) -> None:
-        self.store = store
+        """`store` may be a function that opens it: then a malformed key never opens a store."""
+        self._store = store
+        self._opened: Store | None = None
         self.prefix = check_prefix(prefix)
         self.default_ttl = default_ttl
         self.roles = roles
+
+    @property
+    def store(self) -> Store:
+        if self._opened is None:
+            self._opened = self._store() if callable(self._store) else self._store
+        return self._opened
 
     # -- issue -----------------------------------------------------------------------------
 
@@ -190,8 +211,9 @@ class ApiKeys:
             parts = parse_key(api_key)
         except MalformedKeyError:
             return Verdict(False, Reason.MALFORMED, None)
-        touch = self.store.touch_key(parts.key_id, secret_hash(parts.secret))
-        return self._verdict(parts.key_id, touch, permission)
+        accepted = self.roles.accepting(permission) if permission else ()
+        touch = self.store.touch_key(parts.key_id, secret_hash(parts.secret), accepted)
+        return self._verdict(parts.key_id, touch)
 
     # -- inspect ---------------------------------------------------------------------------
 
@@ -235,25 +257,52 @@ class ApiKeys:
         return self._revoke(check_key_id(key_id), reason)[1]
 
     def revoke_owner(self, owner: str, *, reason: str | None = None) -> OwnerRevocation:
-        """Revoke every key of `owner` that was not revoked yet; says how many that was."""
+        """Revoke every active key of `owner`; says how many that was.
+
+        Passes repeat until one finds nothing left to revoke, so a key that appeared behind
+        the scan meanwhile (a rotation's successor) is caught too.
+        """
         check_owner(owner)
+        check_reason(reason)
         revoked = 0
-        now = self.store.now()
-        for _, record in self._scan(owner, None, 200):
-            if from_record(record, now).status is Status.ACTIVE:  # expired keys stay expired
-                revoked += self._revoke(record.id, reason)[0]
+        for _ in range(_OWNER_PASSES):
+            now = self.store.now()
+            found = 0
+            for _, record in self._scan(owner, None, 200):
+                if from_record(record, now).status is Status.ACTIVE:  # expired keys stay so
+                    found += self._revoke(record.id, reason)[0]
+            revoked += found
+            if not found:
+                break
         return OwnerRevocation(owner, revoked)
 
     def rotate(self, key_id: str, *, grace: float | None = DEFAULT_GRACE) -> Rotation:
         """A successor with the same name, owner, grants and limits. The old key works until
-        the grace ends (never past its own expiry), or stops now when `grace` is None."""
+        the grace ends (never past its own expiry), or stops now when `grace` is None.
+
+        The old key is changed only if nothing about it changed since it was read (grants,
+        limits, expiry, status), so the successor can never carry grants just taken away;
+        a concurrent change means reading again and starting over.
+        """
         if grace is not None:
             check_lifetime(grace, field="grace")
-        old = self.show(key_id)
-        _must_be_rotatable(old)
-        lifetime = (
-            old.expires_at.timestamp() - old.created_at.timestamp() if old.expires_at else None
-        )
+        check_key_id(key_id)
+        for pause in _backoff(_CAS_DEADLINE):
+            current = self.store.get(KEY_KIND, key_id)
+            if current is None:
+                raise NotFoundError(f"no API key with id {key_id}")
+            old = from_record(current, self.store.now())
+            _must_be_rotatable(old)
+            rotation = self._rotate_once(current, old, grace)
+            if rotation is not None:
+                return rotation
+            time.sleep(pause)
+        raise StoreError(f"key {key_id} kept changing while being rotated; try again")
+
+    def _rotate_once(self, current: Record, old: ApiKey, grace: float | None) -> Rotation | None:
+        lifetime = None
+        if old.expires_at:
+            lifetime = min(old.expires_at.timestamp() - old.created_at.timestamp(), MAX_LIFETIME)
         new = self.create(
             old.name,
             owner=old.owner,
@@ -261,22 +310,24 @@ class ApiKeys:
             permissions=old.permissions,
             ttl=lifetime,
             rate_limit=old.rate_limit,
-            rotated_from=key_id,
+            rotated_from=old.key_id,
         )
         now = new.created_at.timestamp()
         changes: dict[str, Any] = {"rotated_to": new.key_id}
         if grace is None:
             changes |= {"status": "revoked", "revoked_at": now, "revoked_reason": "rotated"}
         else:
-            end = now + grace
-            own = old.expires_at.timestamp() if old.expires_at else None
-            changes["expires_at"] = min(end, own) if own is not None else end
-        expect = {"status": "active", "rotated_to": None, "expires_at": _epoch(old.expires_at)}
-        result = self.store.update(KEY_KIND, key_id, set=changes, expect=expect)
+            own = current.fields.get("expires_at")
+            changes["expires_at"] = min(now + grace, own) if own is not None else now + grace
+        expect = {name: current.fields.get(name) for name in _ROTATION_GUARDED}
+        try:
+            result = self.store.update(KEY_KIND, old.key_id, set=changes, expect=expect)
+        except BaseException:
+            self._discard(new.key_id, new.owner)  # never leave a successor nobody holds
+            raise
         if result.status is not UpdateStatus.UPDATED or result.record is None:
             self._discard(new.key_id, new.owner)
-            _must_be_rotatable(self.show(key_id))  # say what happened meanwhile
-            raise InvalidInputError(f"key {key_id} changed while it was being rotated; try again")
+            return None
         after = from_record(result.record, now)
         return Rotation(
             new.key_id,
@@ -287,7 +338,7 @@ class ApiKeys:
             new.permissions,
             new.created_at,
             new.expires_at,
-            key_id,
+            old.key_id,
             after.status,
             after.expires_at,
         )
@@ -301,7 +352,9 @@ class ApiKeys:
         remove_permissions: Sequence[str] = (),
         ttl: float | Default | None = DEFAULT,
     ) -> ApiKey:
-        """Change name, grants or expiry; concurrent updates never overwrite each other."""
+        """Change name, grants or lifetime (from now); concurrent updates never overwrite each
+        other. The lifetime of a revoked, expired or rotated key cannot be changed: that
+        would bring it back, or stretch a rotation's grace."""
         check_key_id(key_id)
         new_name = check_name(name) if name is not None else None
         adding = [check_permission(p) for p in add_permissions]
@@ -313,19 +366,41 @@ class ApiKeys:
             if current is None:
                 raise NotFoundError(f"no API key with id {key_id}")
             now = self.store.now()
-            permissions = [p for p in current.fields.get("permissions", []) if p not in removing]
-            permissions += [p for p in adding if p not in permissions]
-            changes: dict[str, Any] = {"permissions": permissions}
-            if new_name is not None:
-                changes["name"] = new_name
-            if not isinstance(ttl, Default):
-                changes["expires_at"] = now + ttl if ttl is not None else None
-            expect = {k: current.fields.get(k) for k in ("permissions", "name", "expires_at")}
+            changes = self._changes(current, now, new_name, adding, removing, ttl)
+            expect = {name: current.fields.get(name) for name in _UPDATE_GUARDED}
             result = self.store.update(KEY_KIND, key_id, set=changes, expect=expect)
             if result.status is UpdateStatus.UPDATED and result.record is not None:
                 return from_record(result.record, now)
             time.sleep(pause)  # another writer won this round: let it finish, then re-read
         raise StoreError(f"key {key_id} kept changing under concurrent updates; try again")
+
+    def _changes(
+        self,
+        current: Record,
+        now: float,
+        name: str | None,
+        adding: Sequence[str],
+        removing: Sequence[str],
+        ttl: float | Default | None,
+    ) -> dict[str, Any]:
+        fields = current.fields
+        permissions = [p for p in fields.get("permissions", []) if p not in removing]
+        permissions += [p for p in adding if p not in permissions]
+        changes: dict[str, Any] = {
+            "permissions": permissions,
+            "grant_tokens": grant_tokens(fields.get("roles") or (), permissions),
+        }
+        if name is not None:
+            changes["name"] = name
+        if not isinstance(ttl, Default):
+            key = from_record(current, now)
+            if key.status is not Status.ACTIVE or key.rotated_to:
+                state = f"was rotated to {key.rotated_to}" if key.rotated_to else f"is {key.status}"
+                raise InvalidInputError(
+                    f"key {key.key_id} {state}; its lifetime can no longer be changed"
+                )
+            changes["expires_at"] = now + ttl if ttl is not None else None
+        return changes
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -343,7 +418,7 @@ class ApiKeys:
         return ApiKey(
             key_id="",
             name=check_name(name),
-            owner=check_owner(owner) if owner else None,
+            owner=check_owner(owner) if owner is not None else None,
             status=Status.ACTIVE,
             roles=_unique(self.roles.check_role(r) for r in roles),
             permissions=_unique(check_permission(p) for p in permissions),
@@ -358,7 +433,7 @@ class ApiKeys:
             revoked_reason=None,
         )
 
-    def _verdict(self, key_id: str, touch: KeyTouch, permission: str | None) -> Verdict:
+    def _verdict(self, key_id: str, touch: KeyTouch) -> Verdict:
         outcome, fields = touch.outcome, touch.grants
         if outcome is KeyOutcome.UNKNOWN:
             return Verdict(False, Reason.UNKNOWN, key_id)
@@ -368,8 +443,6 @@ class ApiKeys:
         base = Verdict(True, None, key_id, fields.get("owner"), roles, tuple(sorted(effective)))
         if outcome is not KeyOutcome.OK:
             return replace(base, valid=False, reason=Reason(outcome.value))
-        if permission and not allows(effective, permission):
-            return replace(base, valid=False, reason=Reason.INSUFFICIENT_PERMISSION)
         return base
 
     def _scan(
@@ -400,8 +473,7 @@ class ApiKeys:
 
     def _revoke(self, key_id: str, reason: str | None) -> tuple[bool, ApiKey]:
         """(whether this call revoked it, the key as it now is)."""
-        if reason is not None and len(reason) > 500:
-            raise InvalidInputError("a revocation reason is at most 500 characters", field="reason")
+        check_reason(reason)
         now = self.store.now()
         result = self.store.update(
             KEY_KIND,

@@ -8,7 +8,8 @@ part of the store contract: `touch_key` reads `hash`, `status`, `expires_at` and
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import unicodedata
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -21,6 +22,7 @@ from mcpsec.store import Record
 
 OWNER_KIND = "key_owner"  # one empty record per (owner, key): `<owner>:<key id>`
 MAX_NAME = 100
+MAX_REASON = 500
 _OWNER = re.compile(r"[^\s{}:\x00-\x1f\x7f]{1,100}")
 _RATE = re.compile(r"(?P<capacity>\d+)/(?P<per>[0-9a-z.]+)")
 
@@ -72,9 +74,25 @@ def check_name(name: str) -> str:
             f"a key name is at most {MAX_NAME} characters, this one has {len(cleaned)}",
             field="name",
         )
-    if any(ord(c) < 32 or ord(c) == 127 for c in cleaned):
-        raise InvalidInputError("a key name cannot contain control characters", field="name")
-    return cleaned
+    return _printable(cleaned, "a key name")
+
+
+def check_reason(reason: str | None) -> str | None:
+    if reason is None:
+        return None
+    if len(reason) > MAX_REASON:
+        raise InvalidInputError(
+            f"a revocation reason is at most {MAX_REASON} characters", field="reason"
+        )
+    return _printable(reason, "a revocation reason")
+
+
+def _printable(text: str, what: str) -> str:
+    """No control characters (C0, C1) or bidi overrides: they would rewrite the operator's
+    terminal, or make `keys list` show something other than what is stored."""
+    if any(unicodedata.category(c) in {"Cc", "Cf"} for c in text):
+        raise InvalidInputError(f"{what} cannot contain control or formatting characters")
+    return text
 
 
 def check_owner(owner: str) -> str:
@@ -115,8 +133,15 @@ def to_fields(key: ApiKey, secret_hash: str) -> dict[str, Any]:
         "rotated_to": key.rotated_to,
         "revoked_at": _epoch(key.revoked_at),
         "revoked_reason": key.revoked_reason,
+        "grant_tokens": grant_tokens(key.roles, key.permissions),
         "hash": secret_hash,
     }
+
+
+def grant_tokens(roles: Iterable[str], permissions: Iterable[str]) -> str:
+    """What `touch_key` matches a required permission against: " files:read @user "."""
+    tokens = [*permissions, *(f"@{role}" for role in roles)]
+    return f" {' '.join(tokens)} " if tokens else ""
 
 
 def from_record(record: Record, now: float) -> ApiKey:

@@ -43,6 +43,17 @@ class RoleTable:
             raise InvalidInputError(f"unknown role {role!r}; known roles: {known}", field="role")
         return role
 
+    def accepting(self, needed: str) -> tuple[str, ...]:
+        """Every grant that satisfies `needed`: the permissions that cover it (`files:read`,
+        `files:*`, `*:read`, `*`, `*:*`) and `@role` for each role that grants it.
+
+        The store checks a key's grants against this list in the same atomic step that
+        counts the use, so only a verify that passes is counted."""
+        resource, _, action = check_permission(needed).partition(":")
+        covering = {needed, f"{resource}:*", f"*:{action}", "*", "*:*"}
+        roles = {f"@{role}" for role, granted in self.roles.items() if allows(granted, needed)}
+        return tuple(sorted(covering | roles))
+
     def effective(self, roles: Iterable[str], extra: Iterable[str] = ()) -> frozenset[str]:
         """Every permission the roles grant, plus the extra ones granted directly."""
         granted: set[str] = set(extra)

@@ -75,6 +75,7 @@ class KeyOutcome(StrEnum):
     UNKNOWN = "unknown"  # no such key, or the secret does not match
     REVOKED = "revoked"
     EXPIRED = "expired"
+    INSUFFICIENT_PERMISSION = "insufficient_permission"
 
 
 @dataclass(frozen=True)
@@ -174,11 +175,13 @@ class Store(Protocol):
         """The newest `count` entries, oldest first."""
         ...
 
-    def touch_key(self, key_id: str, secret_hash: str) -> KeyTouch:
+    def touch_key(self, key_id: str, secret_hash: str, accepted: Sequence[str] = ()) -> KeyTouch:
         """Verify-and-touch an API key record (kind `key`) in one atomic step.
 
         Compares `secret_hash` with the record's `hash` field over every byte, then checks
-        `status` ("active") and `expires_at` by the store's clock; only when all pass are
+        `status` ("active") and `expires_at` by the store's clock, then, when `accepted` is
+        given, that one of those grant tokens is in the record's `grant_tokens` field (a
+        space-padded string like " files:read @user "); only when all pass are
         `use_count` incremented and `last_used_at` set. Returns the outcome and, unless it
         is UNKNOWN, the key's `KEY_GRANT_FIELDS`. One round trip on Redis.
         """

@@ -172,11 +172,13 @@ class RedisStore:
             raws = self._read_records(kind, ids)
         return [_record(kind, id, raw) if raw else None for id, raw in zip(ids, raws, strict=True)]
 
-    def touch_key(self, key_id: str, secret_hash: str) -> KeyTouch:
+    def touch_key(self, key_id: str, secret_hash: str, accepted: Sequence[str] = ()) -> KeyTouch:
         check_id(key_id)
+        tokens = " ".join(_token(t) for t in accepted)
         with self._errors():
             reply = self._scripts["key_touch"](
-                keys=[self._record_key(KEY_KIND, key_id)], args=[f'"{_hex(secret_hash)}"']
+                keys=[self._record_key(KEY_KIND, key_id)],
+                args=[f'"{_hex(secret_hash)}"', tokens],
             )
         outcome = KeyOutcome(reply[0])
         if outcome is KeyOutcome.UNKNOWN:
@@ -396,6 +398,12 @@ def _hex(digest: str) -> str:
     if not _HEX.fullmatch(digest):
         raise InvalidInputError("a secret hash must be lowercase hex", field="secret_hash")
     return digest
+
+
+def _token(token: str) -> str:
+    if not token or any(c.isspace() or c == '"' for c in token):
+        raise InvalidInputError(f"grant token {token!r} is not allowed", field="accepted")
+    return token
 
 
 def _source(name: str) -> str:

@@ -150,16 +150,19 @@ class SqliteStore:
         found = {id: _record(kind, id, data, exp) for id, data, exp in rows}
         return [found.get(id) for id in ids]
 
-    def touch_key(self, key_id: str, secret_hash: str) -> KeyTouch:
+    def touch_key(self, key_id: str, secret_hash: str, accepted: Sequence[str] = ()) -> KeyTouch:
         check_id(key_id)
+        # A wrong key is answered from a read, without the write lock: a flood of made-up
+        # keys must not queue up the writers. The write below checks everything again.
+        with self._errors():
+            if self._key_fields(self._connection(), key_id, secret_hash) is None:
+                return KeyTouch(KeyOutcome.UNKNOWN)
         with self._write() as db:
             now = self.clock.now()
-            row = self._live_row(db, KEY_KIND, key_id, now)
-            fields = codec.decode(row[0]) if row else {}
-            stored = str(fields.get("hash", ""))
-            if row is None or not hmac.compare_digest(stored.encode(), secret_hash.encode()):
+            fields = self._key_fields(db, key_id, secret_hash)
+            if fields is None:
                 return KeyTouch(KeyOutcome.UNKNOWN)
-            outcome = _key_outcome(fields, now)
+            outcome = _key_outcome(fields, now, accepted)
             if outcome is KeyOutcome.OK:
                 fields["use_count"] = int(fields.get("use_count") or 0) + 1
                 fields["last_used_at"] = now
@@ -168,6 +171,17 @@ class SqliteStore:
                     (codec.encode_document(fields), KEY_KIND, key_id),
                 )
             return KeyTouch(outcome, {name: fields.get(name) for name in KEY_GRANT_FIELDS})
+
+    def _key_fields(
+        self, db: sqlite3.Connection, key_id: str, secret_hash: str
+    ) -> dict[str, JSONValue] | None:
+        """The key's fields if the hash matches (compared in constant time), else None."""
+        row = self._live_row(db, KEY_KIND, key_id, self.clock.now())
+        fields: dict[str, JSONValue] = codec.decode(row[0]) if row else {}
+        stored = str(fields.get("hash", ""))
+        if row is None or not hmac.compare_digest(stored.encode(), secret_hash.encode()):
+            return None
+        return fields
 
     def delete(self, kind: str, id: str) -> bool:
         check_kind(kind)
@@ -410,13 +424,17 @@ class SqliteStore:
             ) from e
 
 
-def _key_outcome(fields: Mapping[str, JSONValue], now: float) -> KeyOutcome:
-    """The same order as key_touch.lua: revoked before expired."""
+def _key_outcome(
+    fields: Mapping[str, JSONValue], now: float, accepted: Sequence[str]
+) -> KeyOutcome:
+    """The same order as key_touch.lua: revoked, expired, then the permission."""
     if fields.get("status") != "active":
         return KeyOutcome.REVOKED
     expires_at = fields.get("expires_at")
     if expires_at is not None and float(expires_at) <= now:
         return KeyOutcome.EXPIRED
+    if accepted and not set(accepted) & set(str(fields.get("grant_tokens") or "").split()):
+        return KeyOutcome.INSUFFICIENT_PERMISSION
     return KeyOutcome.OK
 
 

@@ -83,7 +83,7 @@ def test_workflow_verify_revoke_verify(mcpsec):
 
     shown = json.loads(mcpsec("keys", "show", "--json", doc["key_id"]).stdout)
     assert shown["status"] == "revoked" and shown["revoked_reason"] == "leaked"
-    assert shown["use_count"] == 2  # the valid verify and the one short of permission
+    assert shown["use_count"] == 1  # a verify refused for lack of permission is not a use
 
 
 def test_malformed_key_is_answered_without_a_store(mcpsec):
@@ -220,3 +220,53 @@ def test_failed_create_leaves_no_key_that_can_verify(mcpsec, home):
     db = home / "data" / "mcpsec" / "mcpsec.db"
     rows = sqlite3.connect(db).execute("SELECT id FROM records WHERE kind = 'key'").fetchall()
     assert len(rows) == 1
+
+
+def test_rotate_after_update_ttl_on_the_default_store(mcpsec):
+    doc = create(mcpsec, "--name", "bot")
+    assert mcpsec("keys", "update", doc["key_id"], "--ttl", "30d").exit_code == 0
+    ran = mcpsec("keys", "rotate", doc["key_id"], "--quiet")
+    assert ran.exit_code == 0, ran.stderr
+
+
+def test_a_malformed_key_never_opens_the_store(mcpsec, home):
+    target = home / "never" / "made" / "x.db"
+    ran = mcpsec("--store", f"sqlite://{target}", "keys", "verify", "mcp_garbage")
+    assert ran.exit_code == 1
+    assert not target.parent.exists()
+
+
+def test_quiet_everywhere(mcpsec):
+    doc = create(mcpsec, "--name", "bot", "--owner", "q")
+    other = create(mcpsec, "--name", "bot2", "--owner", "q")
+    assert mcpsec("keys", "show", "-q", doc["key_id"]).stdout == doc["key_id"] + "\n"
+    listed = mcpsec("keys", "list", "--owner", "q", "-q").stdout.split()
+    assert sorted(listed) == sorted([doc["key_id"], other["key_id"]])
+    assert mcpsec("keys", "check", "-q", doc["api_key"]).stdout == "true\n"
+    assert (
+        mcpsec("keys", "update", doc["key_id"], "--name", "x", "-q").stdout.strip()
+        == (doc["key_id"])
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["create", "--name", "x", "--owner", ""], "owner"),
+        (["create", "--name", "bad\u009bname"], "control"),
+        (["create", "--name", "bidi\u202ename"], "control"),
+        (["rotate", "AAAAAAAAAAAA", "--grace", "1h", "--now"], "not both"),
+    ],
+)
+def test_more_bad_input(mcpsec, args, reason):
+    ran = mcpsec("keys", *args)
+    assert ran.exit_code == 2 and reason in ran.stderr
+
+
+def test_a_reason_with_escape_sequences_is_refused(mcpsec):
+    doc = create(mcpsec, "--name", "bot")
+    ran = mcpsec("keys", "revoke", doc["key_id"], "--reason", "\x1b]0;pwned\x07\x1b[2J")
+    assert ran.exit_code == 2 and "control" in ran.stderr
+    assert mcpsec("keys", "verify", doc["api_key"]).exit_code == 0  # nothing was revoked
+    long = mcpsec("keys", "revoke", "--owner", "nobody", "--reason", "x" * 501)
+    assert long.exit_code == 2

@@ -689,7 +689,8 @@ def test_update_permissions_name_and_ttl(keys: ApiKeys) -> None:
 
     shown = keys.show(created.key_id)
     assert shown.owner == "platform"
-    assert shown.use_count == 3  # three verifies above were valid keys; updates reset nothing
+    assert shown.use_count == 2  # two verifies were valid; the refused one is not a use
+
     assert shown.status is Status.ACTIVE
 
 
@@ -932,3 +933,24 @@ def test_dump_of_the_store_is_not_blind(store_target: StoreTarget, store: Store)
     if store_target.backend == "sqlite":
         assert files
         assert any(form in "\n".join(files) for form in forbidden_forms(api_key))
+
+
+def test_a_verify_refused_for_permission_is_not_a_use(keys: ApiKeys) -> None:
+    """The permission is checked in the same atomic step that counts, on every backend."""
+    created = keys.create("guest-bot", roles=["guest"], permissions=["metrics:view"])
+    for needed in ("files:delete", "admin:users", "weather:write"):
+        verdict = keys.verify(created.api_key, permission=needed)
+        assert verdict.reason is Reason.INSUFFICIENT_PERMISSION
+    for granted in ("weather:read", "metrics:view"):  # through the role, and directly
+        assert keys.verify(created.api_key, permission=granted).valid
+    shown = keys.show(created.key_id)
+    assert shown.use_count == 2
+
+
+def test_wildcard_grants_satisfy_in_the_store(keys: ApiKeys) -> None:
+    created = keys.create("ops", permissions=["files:*", "*:view"])
+    assert keys.verify(created.api_key, permission="files:delete").valid
+    assert keys.verify(created.api_key, permission="metrics:view").valid
+    assert not keys.verify(created.api_key, permission="admin:users").valid
+    admin = keys.create("root", roles=["admin"])
+    assert keys.verify(admin.api_key, permission="anything:at-all").valid
