@@ -156,6 +156,7 @@ class ApiKeys:
         """`store` may be a function that opens it: then a malformed key never opens a store."""
         self._store = store
         self._opened: Store | None = None
+        self._effective_cache: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[str, ...]] = {}
         self.prefix = check_prefix(prefix)
         self.default_ttl = default_ttl
         self.roles = roles
@@ -433,14 +434,26 @@ class ApiKeys:
             revoked_reason=None,
         )
 
+    def _effective(self, roles: tuple[str, ...], granted: tuple[str, ...]) -> tuple[str, ...]:
+        """Effective permissions, sorted; remembered, since a server sees the same few grant
+        sets on every request."""
+        found = self._effective_cache.get((roles, granted))
+        if found is None:
+            if len(self._effective_cache) >= 1024:
+                self._effective_cache.clear()
+            found = tuple(sorted(self.roles.effective(roles, granted)))
+            self._effective_cache[(roles, granted)] = found
+        return found
+
     def _verdict(self, key_id: str, touch: KeyTouch) -> Verdict:
         outcome, fields = touch.outcome, touch.grants
         if outcome is KeyOutcome.UNKNOWN:
             return Verdict(False, Reason.UNKNOWN, key_id)
         roles = tuple(fields.get("roles") or ())
         granted = tuple(fields.get("permissions") or ())
-        effective = self.roles.effective(roles, granted)
-        base = Verdict(True, None, key_id, fields.get("owner"), roles, tuple(sorted(effective)))
+        base = Verdict(
+            True, None, key_id, fields.get("owner"), roles, self._effective(roles, granted)
+        )
         if outcome is not KeyOutcome.OK:
             return replace(base, valid=False, reason=Reason(outcome.value))
         return base

@@ -54,3 +54,14 @@ def test_verify_is_one_command(store: RedisStore, monkeypatch: pytest.MonkeyPatc
     numkeys = int(sent[0][2])
     assert numkeys == 1 and sent[0][3].endswith("key:{" + created.key_id + "}")
     assert verdict.valid == (outcome == "valid")
+
+
+def test_verify_survives_a_script_flush(store: RedisStore):
+    """After SCRIPT FLUSH (or a failover to a fresh node) the script is loaded again and the
+    verify still counts exactly one use."""
+    keys = ApiKeys(store)
+    created = keys.create("bot")
+    assert keys.verify(created.api_key).valid
+    store.client.script_flush()
+    assert keys.verify(created.api_key).valid
+    assert keys.show(created.key_id).use_count == 2

@@ -7,7 +7,8 @@
 --           grants it), or "" when no permission is required. The record's `grant_tokens`
 --           field lists its own, as " files:read @user ".
 --
--- Returns {outcome, owner, roles, permissions}, the last three as canonical JSON. The
+-- Returns {outcome, grants}: grants is "[owner,roles,permissions]" as one JSON text (one
+-- parse on the client), empty for "unknown". The
 -- outcome is "unknown" (no record, or a hash that does not match; nothing else is returned,
 -- so a wrong secret learns nothing about the key), "revoked", "expired" (expires_at has
 -- passed by the server's clock), "insufficient_permission" (none of ARGV[2] is among the
@@ -76,4 +77,4 @@ if outcome == "ok" then
   redis.call("HSET", key, "last_used_at", string.format("%.6f", now))
 end
 
-return {outcome, found[4] or "null", found[5] or "[]", found[6] or "[]"}
+return {outcome, "[" .. (found[4] or "null") .. "," .. (found[5] or "[]") .. "," .. (found[6] or "[]") .. "]"}
