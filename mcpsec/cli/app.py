@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import typer
 
 from mcpsec import __version__
-from mcpsec.cli import config, doctor, keys, pkce
 from mcpsec.cli.group import MCPSecGroup
 from mcpsec.cli.options import JSON_HELP, QUIET_HELP
 from mcpsec.cli.state import CliState
@@ -20,8 +20,20 @@ Settings come from flags, then MCPSEC_* environment variables, then the config f
 and `mcpsec doctor`.
 """
 
+
+class RootGroup(MCPSecGroup):
+    """The command groups, imported only when used (start-up cost grows with each group)."""
+
+    lazy_commands: ClassVar[Mapping[str, str]] = {
+        "config": "mcpsec.cli.config:app",
+        "doctor": "mcpsec.cli.doctor:app",
+        "keys": "mcpsec.cli.keys:app",
+        "pkce": "mcpsec.cli.pkce:app",
+    }
+
+
 app = typer.Typer(
-    cls=MCPSecGroup,
+    cls=RootGroup,
     name="mcpsec",
     help=HELP,
     no_args_is_help=True,
@@ -74,9 +86,3 @@ def main(
     state = CliState(config_path, store, json, quiet, no_color, verbose)
     ctx.obj = state
     ctx.call_on_close(state.close)
-
-
-app.add_typer(pkce.app, name="pkce")
-app.add_typer(config.app, name="config")
-app.add_typer(keys.app, name="keys")
-app.command("doctor")(doctor.doctor)

@@ -14,7 +14,9 @@ from mcpsec.cli.state import state_of
 if TYPE_CHECKING:
     from mcpsec.core.config_file import InitResult
 
-app = typer.Typer(help="Write, show and locate the configuration.", no_args_is_help=True)
+app = typer.Typer(
+    add_completion=False, help="Write, show and locate the configuration.", no_args_is_help=True
+)
 
 
 @dataclass(frozen=True)

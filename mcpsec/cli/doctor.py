@@ -14,6 +14,12 @@ if TYPE_CHECKING:
     from mcpsec.core.doctor import DoctorReport
 
 
+app = typer.Typer(
+    add_completion=False,
+)
+
+
+@app.command()
 def doctor(ctx: typer.Context, json: JsonFlag = False) -> None:
     """Check that config, secrets, store and clock are ready; one line per check.
 

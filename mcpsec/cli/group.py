@@ -8,8 +8,8 @@ command behave the same. Unknown exceptions are bugs and propagate (see `main.ma
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from typing import Any, ClassVar
 
 import typer
 from typer.core import HAS_RICH, TyperGroup
@@ -19,7 +19,53 @@ from mcpsec.cli.output import error_line
 from mcpsec.core.errors import MCPSecError
 
 
+class LazyCommands(MutableMapping[str, Any]):
+    """Subcommands by name, each imported and built only when first looked up: `mcpsec pkce
+    generate` does not pay for building the keys, config or doctor commands. Listing the
+    names costs nothing; `--help` and the docs generator load them all."""
+
+    def __init__(self, loaded: Mapping[str, Any], lazy: Mapping[str, str]) -> None:
+        self._loaded: dict[str, Any] = dict(loaded)
+        self._lazy = {name: spec for name, spec in lazy.items() if name not in loaded}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._loaded and name in self._lazy:
+            self._loaded[name] = _load(name, self._lazy[name])
+        return self._loaded[name]
+
+    def __setitem__(self, name: str, command: Any) -> None:
+        self._loaded[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        self._loaded.pop(name, None)
+        self._lazy.pop(name, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted({*self._loaded, *self._lazy}))
+
+    def __len__(self) -> int:
+        return len({*self._loaded, *self._lazy})
+
+
+def _load(name: str, spec: str) -> Any:
+    """`module:attribute`, a Typer app, as a click command named `name`."""
+    import importlib
+
+    import typer.main
+
+    module_name, _, attribute = spec.partition(":")
+    command = typer.main.get_command(getattr(importlib.import_module(module_name), attribute))
+    command.name = name
+    return command
+
+
 class MCPSecGroup(TyperGroup):
+    lazy_commands: ClassVar[Mapping[str, str]] = {}  # name -> "module:typer_app"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands = LazyCommands(self.commands, self.lazy_commands)
+
     def main(
         self,
         args: Sequence[str] | None = None,

@@ -14,7 +14,11 @@ from mcpsec.cli.state import state_of
 if TYPE_CHECKING:
     from mcpsec.core.api_keys import KeyPage, Verdict
 
-app = typer.Typer(help="Issue, verify, rotate, revoke and list API keys.", no_args_is_help=True)
+app = typer.Typer(
+    add_completion=False,
+    help="Issue, verify, rotate, revoke and list API keys.",
+    no_args_is_help=True,
+)
 
 KeyArgument = Annotated[
     str | None,

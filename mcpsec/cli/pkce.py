@@ -13,6 +13,7 @@ from mcpsec.cli.state import state_of
 from mcpsec.core import pkce
 
 app = typer.Typer(
+    add_completion=False,
     help="PKCE (RFC 7636) code verifiers and challenges for OAuth clients.",
     no_args_is_help=True,
 )
