@@ -10,7 +10,7 @@ _mcpsec_spec() {
     _mcpsec_subs='' _mcpsec_opts='' _mcpsec_valued='' _mcpsec_argwords='' _mcpsec_argfiles=0
     case "$1" in
         'mcpsec')
-            _mcpsec_subs='config doctor keys pkce'
+            _mcpsec_subs='config doctor keys pkce roles'
             _mcpsec_opts='--config --help --json --no-color --quiet --store --verbose --version -h -q -v'
             _mcpsec_valued='--config --store'
             _mcpsec_argwords='' _mcpsec_argfiles=0
@@ -121,6 +121,24 @@ _mcpsec_spec() {
             _mcpsec_subs=''
             _mcpsec_opts='--challenge --help --json --method --quiet --verifier -h -q'
             _mcpsec_valued='--challenge --method --verifier'
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec roles')
+            _mcpsec_subs='list show'
+            _mcpsec_opts='--help -h'
+            _mcpsec_valued=''
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec roles list')
+            _mcpsec_subs=''
+            _mcpsec_opts='--help --json --quiet -h -q'
+            _mcpsec_valued=''
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec roles show')
+            _mcpsec_subs=''
+            _mcpsec_opts='--help --json -h'
+            _mcpsec_valued=''
             _mcpsec_argwords='' _mcpsec_argfiles=0
             ;;
     esac

@@ -6,13 +6,15 @@
 function __mcpsec_subcommands --argument-names path
     switch $path
         case 'mcpsec'
-            printf '%s\n' config doctor keys pkce
+            printf '%s\n' config doctor keys pkce roles
         case 'mcpsec config'
             printf '%s\n' init path show
         case 'mcpsec keys'
             printf '%s\n' check create list revoke rotate show update verify
         case 'mcpsec pkce'
             printf '%s\n' challenge generate verify
+        case 'mcpsec roles'
+            printf '%s\n' list show
     end
 end
 
@@ -73,6 +75,7 @@ complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a config -d 'Write, show and locat
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a doctor -d 'Check that config, secrets, store and clock are ready; one line per check.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a keys -d 'Issue, verify, rotate, revoke and list API keys.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a pkce -d 'PKCE (RFC 7636) code verifiers and challenges for OAuth clients.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a roles -d 'The roles in effect (from config, or the built-in set) and what they grant.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -l config -r -F -d 'Config file to read instead of $MCPSEC_CONFIG or the XDG location.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -l store -x -d 'Store URL (sqlite:///…, redis://…, redis+cluster://…); beats MCPSEC_STORE_URL.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -l json -d 'Print one JSON document on stdout (for scripts).'
@@ -203,3 +206,17 @@ complete -c mcpsec -n '__mcpsec_at "mcpsec pkce verify"' -l method -x -a 'S256 p
 complete -c mcpsec -n '__mcpsec_at "mcpsec pkce verify"' -l json -d 'Print one JSON document on stdout (for scripts).'
 complete -c mcpsec -n '__mcpsec_at "mcpsec pkce verify"' -s q -l quiet -d 'Print only the essential value, nothing else.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec pkce verify"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec roles
+complete -c mcpsec -n '__mcpsec_at "mcpsec roles"' -a list -d 'List every role with what it inherits and its effective permissions.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec roles"' -a show -d 'Show a role\'s effective permissions and the roles each one comes through.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec roles"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec roles list
+complete -c mcpsec -n '__mcpsec_at "mcpsec roles list"' -l json -d 'Print one JSON document on stdout (for scripts).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec roles list"' -s q -l quiet -d 'Print only the essential value, nothing else.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec roles list"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec roles show
+complete -c mcpsec -n '__mcpsec_at "mcpsec roles show"' -l json -d 'Print one JSON document on stdout (for scripts).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec roles show"' -s h -l help -d 'Show this message and exit.'

@@ -28,6 +28,7 @@ _mcpsec() {
         'doctor:Check that config, secrets, store and clock are ready; one line per check.'
         'keys:Issue, verify, rotate, revoke and list API keys.'
         'pkce:PKCE (RFC 7636) code verifiers and challenges for OAuth clients.'
+        'roles:The roles in effect (from config, or the built-in set) and what they grant.'
       )
       _describe -t commands 'mcpsec command' commands && ret=0
       ;;
@@ -38,6 +39,7 @@ _mcpsec() {
         doctor) _mcpsec_doctor && ret=0 ;;
         keys) _mcpsec_keys && ret=0 ;;
         pkce) _mcpsec_pkce && ret=0 ;;
+        roles) _mcpsec_roles && ret=0 ;;
       esac
       ;;
   esac
@@ -310,6 +312,51 @@ _mcpsec_pkce_verify() {
     '(-q --quiet)--quiet[Print only the essential value, nothing else.]' \
     '(-h --help)-h[Show this message and exit.]' \
     '(-h --help)--help[Show this message and exit.]'
+}
+
+_mcpsec_roles() {
+  local curcontext="$curcontext" state state_descr line ret=1
+  typeset -A opt_args
+  _arguments -C -s \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]' \
+    '1: :->command' \
+    '*:: :->argument' && ret=0
+  case $state in
+    command)
+      local -a commands
+      commands=(
+        'list:List every role with what it inherits and its effective permissions.'
+        'show:Show a role'\''s effective permissions and the roles each one comes through.'
+      )
+      _describe -t commands 'mcpsec roles command' commands && ret=0
+      ;;
+    argument)
+      curcontext="${curcontext%:*:*}:mcpsec-roles-$words[1]:"
+      case $words[1] in
+        list) _mcpsec_roles_list && ret=0 ;;
+        show) _mcpsec_roles_show && ret=0 ;;
+      esac
+      ;;
+  esac
+  return ret
+}
+
+_mcpsec_roles_list() {
+  _arguments -s \
+    '--json[Print one JSON document on stdout (for scripts).]' \
+    '(-q --quiet)-q[Print only the essential value, nothing else.]' \
+    '(-q --quiet)--quiet[Print only the essential value, nothing else.]' \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]'
+}
+
+_mcpsec_roles_show() {
+  _arguments -s \
+    '--json[Print one JSON document on stdout (for scripts).]' \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]' \
+    '1:ROLE: '
 }
 
 if [ "$funcstack[1]" = "_mcpsec" ]; then

@@ -29,6 +29,7 @@ class RootGroup(MCPSecGroup):
         "doctor": "mcpsec.cli.doctor:app",
         "keys": "mcpsec.cli.keys:app",
         "pkce": "mcpsec.cli.pkce:app",
+        "roles": "mcpsec.cli.roles:app",
     }
 
 

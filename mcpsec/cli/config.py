@@ -86,6 +86,7 @@ def _settings_lines(document: dict[str, Any]) -> str:
     sources = document["sources"]
     found = "" if document["config_found"] else " (not found; defaults apply)"
     lines = [f"config file: {document['config_path']}{found}"]
+    lines.append(f"roles = {', '.join(document['roles'])}")
     for section in ("store", "tokens", "keys"):
         for key, value in document[section].items():
             name = f"{section}.{key}"

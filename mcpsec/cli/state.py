@@ -61,7 +61,12 @@ class CliState:
         from mcpsec.core.api_keys import ApiKeys
 
         keys = self.settings().keys
-        return ApiKeys(self.store, prefix=keys.prefix, default_ttl=keys.default_ttl)
+        return ApiKeys(
+            self.store,
+            prefix=keys.prefix,
+            default_ttl=keys.default_ttl,
+            roles=self.settings().roles,
+        )
 
     def close(self) -> None:
         if self._store is not None:

@@ -46,7 +46,8 @@ from mcpsec.core.key_records import (
     grant_tokens,
     to_fields,
 )
-from mcpsec.core.rbac import DEFAULT_ROLES, RoleTable, check_permission
+from mcpsec.core.rbac import RoleTable, check_permission
+from mcpsec.core.roles import DEFAULT_ROLES
 from mcpsec.store import KEY_KIND, KeyOutcome, KeyTouch, Record, Store, UpdateStatus
 
 DEFAULT_TTL: Final = 90 * 86400.0

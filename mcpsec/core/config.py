@@ -18,6 +18,8 @@ from typing import Any
 from mcpsec.core.durations import parse_duration, parse_lifetime
 from mcpsec.core.errors import ConfigError, InvalidInputError
 from mcpsec.core.key_format import check_prefix as check_key_prefix
+from mcpsec.core.rbac import RoleTable
+from mcpsec.core.roles import DEFAULT_ROLES, build_roles, parse_role_tables
 from mcpsec.core.secret_files import Secret
 from mcpsec.store.interface import check_prefix
 
@@ -86,6 +88,7 @@ class Settings:
     store: StoreSettings
     tokens: TokenSettings
     keys: KeySettings = field(default_factory=KeySettings)
+    roles: RoleTable = DEFAULT_ROLES
     sources: Mapping[str, str] = field(default_factory=dict)
 
     def source_of(self, name: str) -> str:
@@ -183,6 +186,9 @@ def _flatten(document: Mapping[str, Any], path: Path) -> dict[str, Any]:
     """Dotted names for the known settings; an unknown name is an error, since a typo is silent."""
     flat: dict[str, Any] = {}
     for section, table in document.items():
+        if section == "roles":  # a table of tables, not settings: see mcpsec.core.roles
+            flat["roles"] = parse_role_tables(table, f"config file {path}")
+            continue
         if not isinstance(table, dict):
             raise ConfigError(f"config file {path}: `{section}` must be a [section]")
         for key, value in table.items():
@@ -226,7 +232,15 @@ def _build(path: Path, found: bool, merged: dict[str, Any], sources: dict[str, s
         if key_ttl
         else KeySettings.default_ttl,
     )
-    return Settings(path, found, store, tokens, keys, sources)
+    roles = _roles(merged["roles"], path) if "roles" in merged else DEFAULT_ROLES
+    return Settings(path, found, store, tokens, keys, roles, sources)
+
+
+def _roles(definitions: Mapping[str, Any], path: Path) -> RoleTable:
+    try:
+        return build_roles(definitions)
+    except ConfigError as e:
+        raise ConfigError(f"config file {path}: {e}", source=str(path)) from None
 
 
 def _timeout(value: str, sources: Mapping[str, str]) -> float:
@@ -290,5 +304,6 @@ def redacted(settings: Settings) -> dict[str, Any]:
             "prefix": settings.keys.prefix,
             "default_ttl": settings.keys.default_ttl,
         },
+        "roles": sorted(settings.roles.roles),
         "sources": dict(settings.sources),
     }

@@ -17,6 +17,7 @@ from typing import Any
 
 from mcpsec.core.config import default_store_url, resolve_config_path
 from mcpsec.core.errors import ConfigError
+from mcpsec.core.roles import DEFAULT_DEFINITIONS
 from mcpsec.core.secret_files import new_secret_value, read_secret_file, write_private_file
 
 SECRET_FILE_NAME = "jwt.secret"  # noqa: S105 - a file name, not a secret
@@ -67,10 +68,20 @@ def render_default_config(store_url: str) -> str:
         (STORE_COMMENT, {"store": {"url": store_url, "prefix": "mcpsec:", "timeout": "2s"}}),
         (TOKENS_COMMENT, {"tokens": {"secret_file": SECRET_FILE_NAME}}),
         (KEYS_COMMENT, {"keys": {"prefix": "mcp", "default_ttl": "90d"}}),
+        (ROLES_COMMENT, {"roles": _default_roles()}),
     ]
     header = HEADER.format(date=time.strftime("%Y-%m-%d"))
     body = "\n".join(comment + tomli_w.dumps(table) for comment, table in sections)
     return header + "\n" + body
+
+
+def _default_roles() -> dict[str, dict[str, list[str]]]:
+    tables: dict[str, dict[str, list[str]]] = {}
+    for name, role in DEFAULT_DEFINITIONS.items():
+        tables[name] = {"permissions": list(role.permissions)}
+        if role.inherits:
+            tables[name]["inherits"] = list(role.inherits)
+    return tables
 
 
 def _ensure_secret(path: Path) -> bool:
@@ -107,4 +118,10 @@ KEYS_COMMENT = """\
 # API keys (`mcpsec keys ...`). prefix: the start of every new key, so secret scanners can
 # spot leaked ones (MCPSEC_KEY_PREFIX). default_ttl: the lifetime of a key created without
 # --ttl, or "never" (MCPSEC_KEY_DEFAULT_TTL).
+"""
+
+ROLES_COMMENT = """\
+# Roles and the resource:action permissions they grant (`files:*` and `*` are wildcards); a
+# role gets everything its `inherits` roles have. These [roles.*] tables replace the built-in
+# set entirely, so a role deleted here no longer exists. `mcpsec roles show ROLE` explains.
 """

@@ -1,13 +1,12 @@
 """Roles and `resource:action` permissions: what a role grants, and whether a grant covers a need.
 
-    table = DEFAULT_ROLES
+    table = DEFAULT_ROLES                                  # from mcpsec.core.roles
     table.effective(["user"], extra=["metrics:view"])     # frozenset of granted permissions
     allows(table.effective(["premium"]), "files:write")   # True
     allows({"files:*"}, "files:delete")                   # True: wildcards
 
-The default table is the seed's guest/user/premium/admin set. Roles from config, with
-inheritance, arrive with the tokens-and-roles work; everything that checks a permission
-already goes through `allows`, so that change lands in one place.
+This module holds the matching rules; `mcpsec.core.roles` builds tables from config (with
+inheritance) and holds the seed's guest/user/premium/admin defaults.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from mcpsec.core.errors import InvalidInputError
 
@@ -35,7 +35,8 @@ SEED_PERMISSIONS = (
 
 @dataclass(frozen=True)
 class RoleTable:
-    roles: Mapping[str, frozenset[str]]
+    roles: Mapping[str, frozenset[str]]  # role -> effective permissions
+    definitions: Mapping[str, Any] | None = None  # role -> RoleDefinition, for explaining
 
     def check_role(self, role: str) -> str:
         if role not in self.roles:
@@ -60,16 +61,6 @@ class RoleTable:
         for role in roles:
             granted |= self.roles.get(role, frozenset())
         return frozenset(granted)
-
-
-DEFAULT_ROLES = RoleTable(
-    {
-        "guest": frozenset({"weather:read"}),
-        "user": frozenset({"weather:read", "files:read"}),
-        "premium": frozenset({"weather:read", "weather:write", "files:read", "files:write"}),
-        "admin": frozenset({"*"}),
-    }
-)
 
 
 def check_permission(permission: str) -> str:

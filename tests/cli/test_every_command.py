@@ -34,6 +34,8 @@ BAD_INPUT = {
     ("keys", "update"): ["AAAAAAAAAAAA", "--ttl", "soon"],
     ("keys", "verify"): ["--permission", "not a permission", "mcp_x"],
     ("pkce", "challenge"): ["not-a-verifier"],
+    ("roles", "list"): ["extra-argument"],
+    ("roles", "show"): [],
     ("pkce", "generate"): ["--length", "7"],
     ("pkce", "verify"): ["--verifier", "x", "--challenge", "y"],
 }

@@ -36,7 +36,8 @@ from mcpsec.core.key_records import (
     check_owner,
     parse_rate_limit,
 )
-from mcpsec.core.rbac import DEFAULT_ROLES, allows, check_permission
+from mcpsec.core.rbac import allows, check_permission
+from mcpsec.core.roles import DEFAULT_ROLES
 from mcpsec.store.sqlite import SqliteStore
 
 prefixes = st.from_regex(r"[a-z][a-z0-9]{0,15}", fullmatch=True)
