@@ -10,7 +10,7 @@ _mcpsec_spec() {
     _mcpsec_subs='' _mcpsec_opts='' _mcpsec_valued='' _mcpsec_argwords='' _mcpsec_argfiles=0
     case "$1" in
         'mcpsec')
-            _mcpsec_subs='config doctor keys pkce roles'
+            _mcpsec_subs='config doctor jwks keys pkce roles signing-key'
             _mcpsec_opts='--config --help --json --no-color --quiet --store --verbose --version -h -q -v'
             _mcpsec_valued='--config --store'
             _mcpsec_argwords='' _mcpsec_argfiles=0
@@ -42,6 +42,12 @@ _mcpsec_spec() {
         'mcpsec doctor')
             _mcpsec_subs=''
             _mcpsec_opts='--help --json -h'
+            _mcpsec_valued=''
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec jwks')
+            _mcpsec_subs=''
+            _mcpsec_opts='--help -h'
             _mcpsec_valued=''
             _mcpsec_argwords='' _mcpsec_argfiles=0
             ;;
@@ -139,6 +145,36 @@ _mcpsec_spec() {
             _mcpsec_subs=''
             _mcpsec_opts='--help --json -h'
             _mcpsec_valued=''
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec signing-key')
+            _mcpsec_subs='generate list retire rotate'
+            _mcpsec_opts='--help -h'
+            _mcpsec_valued=''
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec signing-key generate')
+            _mcpsec_subs=''
+            _mcpsec_opts='--alg --help --json --quiet -h -q'
+            _mcpsec_valued='--alg'
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec signing-key list')
+            _mcpsec_subs=''
+            _mcpsec_opts='--help --json --quiet -h -q'
+            _mcpsec_valued=''
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec signing-key retire')
+            _mcpsec_subs=''
+            _mcpsec_opts='--help --json --quiet -h -q'
+            _mcpsec_valued=''
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec signing-key rotate')
+            _mcpsec_subs=''
+            _mcpsec_opts='--alg --help --json --quiet -h -q'
+            _mcpsec_valued='--alg'
             _mcpsec_argwords='' _mcpsec_argfiles=0
             ;;
     esac

@@ -6,7 +6,7 @@
 function __mcpsec_subcommands --argument-names path
     switch $path
         case 'mcpsec'
-            printf '%s\n' config doctor keys pkce roles
+            printf '%s\n' config doctor jwks keys pkce roles signing-key
         case 'mcpsec config'
             printf '%s\n' init path show
         case 'mcpsec keys'
@@ -15,6 +15,8 @@ function __mcpsec_subcommands --argument-names path
             printf '%s\n' challenge generate verify
         case 'mcpsec roles'
             printf '%s\n' list show
+        case 'mcpsec signing-key'
+            printf '%s\n' generate list retire rotate
     end
 end
 
@@ -39,6 +41,10 @@ function __mcpsec_valued --argument-names path
             printf '%s\n' --length --method
         case 'mcpsec pkce verify'
             printf '%s\n' --challenge --method --verifier
+        case 'mcpsec signing-key generate'
+            printf '%s\n' --alg
+        case 'mcpsec signing-key rotate'
+            printf '%s\n' --alg
     end
 end
 
@@ -73,9 +79,11 @@ complete -c mcpsec -f
 # mcpsec
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a config -d 'Write, show and locate the configuration.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a doctor -d 'Check that config, secrets, store and clock are ready; one line per check.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a jwks -d 'Print the public JWK Set (RFC 7517) of every asymmetric key that is not retired.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a keys -d 'Issue, verify, rotate, revoke and list API keys.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a pkce -d 'PKCE (RFC 7636) code verifiers and challenges for OAuth clients.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a roles -d 'The roles in effect (from config, or the built-in set) and what they grant.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a signing-key -d 'Create, list, rotate and retire the keys that sign tokens.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -l config -r -F -d 'Config file to read instead of $MCPSEC_CONFIG or the XDG location.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -l store -x -d 'Store URL (sqlite:///…, redis://…, redis+cluster://…); beats MCPSEC_STORE_URL.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -l json -d 'Print one JSON document on stdout (for scripts).'
@@ -108,6 +116,9 @@ complete -c mcpsec -n '__mcpsec_at "mcpsec config show"' -s h -l help -d 'Show t
 # mcpsec doctor
 complete -c mcpsec -n '__mcpsec_at "mcpsec doctor"' -l json -d 'Print one JSON document on stdout (for scripts).'
 complete -c mcpsec -n '__mcpsec_at "mcpsec doctor"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec jwks
+complete -c mcpsec -n '__mcpsec_at "mcpsec jwks"' -s h -l help -d 'Show this message and exit.'
 
 # mcpsec keys
 complete -c mcpsec -n '__mcpsec_at "mcpsec keys"' -a check -d 'Check a key\'s format and checksum offline (no store): exit 0 well-formed, 1 otherwise.'
@@ -220,3 +231,32 @@ complete -c mcpsec -n '__mcpsec_at "mcpsec roles list"' -s h -l help -d 'Show th
 # mcpsec roles show
 complete -c mcpsec -n '__mcpsec_at "mcpsec roles show"' -l json -d 'Print one JSON document on stdout (for scripts).'
 complete -c mcpsec -n '__mcpsec_at "mcpsec roles show"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec signing-key
+complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key"' -a generate -d 'Create a key (file 0600); the first key in the keyring becomes the signer.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key"' -a list -d 'List the keys: kid, algorithm, and whether it signs, only verifies, or is retired.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key"' -a retire -d 'Stop trusting a key that no longer signs: tokens it signed stop verifying.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key"' -a rotate -d 'Make a new key the signer; older keys keep verifying the tokens they signed.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec signing-key generate
+complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key generate"' -l alg -x -d 'Signature algorithm.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key generate"' -l json -d 'Print one JSON document on stdout (for scripts).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key generate"' -s q -l quiet -d 'Print only the essential value, nothing else.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key generate"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec signing-key list
+complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key list"' -l json -d 'Print one JSON document on stdout (for scripts).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key list"' -s q -l quiet -d 'Print only the essential value, nothing else.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key list"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec signing-key retire
+complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key retire"' -l json -d 'Print one JSON document on stdout (for scripts).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key retire"' -s q -l quiet -d 'Print only the essential value, nothing else.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key retire"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec signing-key rotate
+complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key rotate"' -l alg -x -d 'Default: the signer\'s.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key rotate"' -l json -d 'Print one JSON document on stdout (for scripts).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key rotate"' -s q -l quiet -d 'Print only the essential value, nothing else.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key rotate"' -s h -l help -d 'Show this message and exit.'

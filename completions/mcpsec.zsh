@@ -26,9 +26,11 @@ _mcpsec() {
       commands=(
         'config:Write, show and locate the configuration.'
         'doctor:Check that config, secrets, store and clock are ready; one line per check.'
+        'jwks:Print the public JWK Set (RFC 7517) of every asymmetric key that is not retired.'
         'keys:Issue, verify, rotate, revoke and list API keys.'
         'pkce:PKCE (RFC 7636) code verifiers and challenges for OAuth clients.'
         'roles:The roles in effect (from config, or the built-in set) and what they grant.'
+        'signing-key:Create, list, rotate and retire the keys that sign tokens.'
       )
       _describe -t commands 'mcpsec command' commands && ret=0
       ;;
@@ -37,9 +39,11 @@ _mcpsec() {
       case $words[1] in
         config) _mcpsec_config && ret=0 ;;
         doctor) _mcpsec_doctor && ret=0 ;;
+        jwks) _mcpsec_jwks && ret=0 ;;
         keys) _mcpsec_keys && ret=0 ;;
         pkce) _mcpsec_pkce && ret=0 ;;
         roles) _mcpsec_roles && ret=0 ;;
+        signing-key) _mcpsec_signing_key && ret=0 ;;
       esac
       ;;
   esac
@@ -103,6 +107,12 @@ _mcpsec_config_show() {
 _mcpsec_doctor() {
   _arguments -s \
     '--json[Print one JSON document on stdout (for scripts).]' \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]'
+}
+
+_mcpsec_jwks() {
+  _arguments -s \
     '(-h --help)-h[Show this message and exit.]' \
     '(-h --help)--help[Show this message and exit.]'
 }
@@ -357,6 +367,77 @@ _mcpsec_roles_show() {
     '(-h --help)-h[Show this message and exit.]' \
     '(-h --help)--help[Show this message and exit.]' \
     '1:ROLE: '
+}
+
+_mcpsec_signing_key() {
+  local curcontext="$curcontext" state state_descr line ret=1
+  typeset -A opt_args
+  _arguments -C -s \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]' \
+    '1: :->command' \
+    '*:: :->argument' && ret=0
+  case $state in
+    command)
+      local -a commands
+      commands=(
+        'generate:Create a key (file 0600); the first key in the keyring becomes the signer.'
+        'list:List the keys: kid, algorithm, and whether it signs, only verifies, or is retired.'
+        'retire:Stop trusting a key that no longer signs: tokens it signed stop verifying.'
+        'rotate:Make a new key the signer; older keys keep verifying the tokens they signed.'
+      )
+      _describe -t commands 'mcpsec signing-key command' commands && ret=0
+      ;;
+    argument)
+      curcontext="${curcontext%:*:*}:mcpsec-signing-key-$words[1]:"
+      case $words[1] in
+        generate) _mcpsec_signing_key_generate && ret=0 ;;
+        list) _mcpsec_signing_key_list && ret=0 ;;
+        retire) _mcpsec_signing_key_retire && ret=0 ;;
+        rotate) _mcpsec_signing_key_rotate && ret=0 ;;
+      esac
+      ;;
+  esac
+  return ret
+}
+
+_mcpsec_signing_key_generate() {
+  _arguments -s \
+    '--alg=[Signature algorithm.]:EdDSA|ES256|RS256|HS256: ' \
+    '--json[Print one JSON document on stdout (for scripts).]' \
+    '(-q --quiet)-q[Print only the essential value, nothing else.]' \
+    '(-q --quiet)--quiet[Print only the essential value, nothing else.]' \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]'
+}
+
+_mcpsec_signing_key_list() {
+  _arguments -s \
+    '--json[Print one JSON document on stdout (for scripts).]' \
+    '(-q --quiet)-q[Print only the essential value, nothing else.]' \
+    '(-q --quiet)--quiet[Print only the essential value, nothing else.]' \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]'
+}
+
+_mcpsec_signing_key_retire() {
+  _arguments -s \
+    '--json[Print one JSON document on stdout (for scripts).]' \
+    '(-q --quiet)-q[Print only the essential value, nothing else.]' \
+    '(-q --quiet)--quiet[Print only the essential value, nothing else.]' \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]' \
+    '1:KID: '
+}
+
+_mcpsec_signing_key_rotate() {
+  _arguments -s \
+    '--alg=[Default\: the signer'\''s.]:EdDSA|ES256|RS256|HS256: ' \
+    '--json[Print one JSON document on stdout (for scripts).]' \
+    '(-q --quiet)-q[Print only the essential value, nothing else.]' \
+    '(-q --quiet)--quiet[Print only the essential value, nothing else.]' \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]'
 }
 
 if [ "$funcstack[1]" = "_mcpsec" ]; then

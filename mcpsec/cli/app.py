@@ -30,6 +30,8 @@ class RootGroup(MCPSecGroup):
         "keys": "mcpsec.cli.keys:app",
         "pkce": "mcpsec.cli.pkce:app",
         "roles": "mcpsec.cli.roles:app",
+        "signing-key": "mcpsec.cli.signing_key:app",
+        "jwks": "mcpsec.cli.jwks:app",
     }
 
 

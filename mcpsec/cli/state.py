@@ -19,6 +19,7 @@ from mcpsec.cli.output import Mode, Output
 if TYPE_CHECKING:  # imported when first used: `pkce generate` never loads config or store code
     from mcpsec.core.api_keys import ApiKeys
     from mcpsec.core.config import Settings
+    from mcpsec.core.signing_keys import Keyring
     from mcpsec.store import Store
 
 
@@ -67,6 +68,13 @@ class CliState:
             default_ttl=keys.default_ttl,
             roles=self.settings().roles,
         )
+
+    def keyring(self) -> Keyring:
+        from mcpsec.core.signing_keys import Keyring
+
+        folder = self.settings().tokens.keys_dir
+        assert folder is not None  # settings always resolve it
+        return Keyring(folder)
 
     def close(self) -> None:
         if self._store is not None:

@@ -34,6 +34,7 @@ ENV_VARS: dict[str, str] = {
     "store.timeout": "MCPSEC_STORE_TIMEOUT",
     "tokens.secret": "MCPSEC_JWT_SECRET",
     "tokens.secret_file": "MCPSEC_JWT_SECRET_FILE",
+    "tokens.keys_dir": "MCPSEC_JWT_KEYS_DIR",
     "keys.prefix": "MCPSEC_KEY_PREFIX",
     "keys.default_ttl": "MCPSEC_KEY_DEFAULT_TTL",
 }
@@ -55,6 +56,9 @@ SETTING_HELP: dict[str, str] = {
     "from the config file; prefer a secret file.",
     "tokens.secret_file": "A file holding the HS256 signing secret; it must not be readable by "
     "others (mode 0600). A relative path is relative to the config file.",
+    "tokens.keys_dir": "The keyring folder for token signing keys (default `signing-keys` next "
+    "to the config file): private key files (0600) and the manifest naming the signer. A "
+    "relative path is relative to the config file.",
     "keys.prefix": "The first part of every new API key (default `mcp`): 1-16 lowercase letters "
     "and digits, so that secret scanners can recognise the keys.",
     "keys.default_ttl": "How long a new API key lives when `keys create` is given no `--ttl`, "
@@ -73,6 +77,7 @@ class StoreSettings:
 class TokenSettings:
     secret: Secret | None = field(default=None, repr=False)
     secret_file: Path | None = None
+    keys_dir: Path | None = None  # None: `signing-keys` next to the config file
 
 
 @dataclass(frozen=True)
@@ -218,9 +223,11 @@ def _build(path: Path, found: bool, merged: dict[str, Any], sources: dict[str, s
     )
     secret = optional("tokens.secret")
     secret_file = optional("tokens.secret_file")
+    keys_dir = optional("tokens.keys_dir")
     tokens = TokenSettings(
         secret=Secret(secret.encode(), "env MCPSEC_JWT_SECRET") if secret else None,
         secret_file=_relative_to(path, secret_file) if secret_file else None,
+        keys_dir=_relative_to(path, keys_dir) if keys_dir else path.parent / "signing-keys",
     )
     key_prefix = optional("keys.prefix")
     key_ttl = optional("keys.default_ttl")
@@ -299,6 +306,7 @@ def redacted(settings: Settings) -> dict[str, Any]:
             "secret_file": str(settings.tokens.secret_file)
             if settings.tokens.secret_file
             else None,
+            "keys_dir": str(settings.tokens.keys_dir) if settings.tokens.keys_dir else None,
         },
         "keys": {
             "prefix": settings.keys.prefix,

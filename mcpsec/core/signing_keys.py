@@ -1,0 +1,276 @@
+"""Token signing keys: a keyring folder of private key files and a manifest naming the signer.
+
+    ring = Keyring(Path("~/.config/mcpsec/signing-keys").expanduser())
+    ring.generate(Algorithm.EDDSA)      # the first key becomes the signer
+    ring.rotate()                       # a new signer; older keys still verify until retired
+    ring.jwks()                         # {"keys": [...]}: public halves, for resource servers
+
+Private keys are PEM files (HS256: a random secret) written 0600 in a 0700 folder, and read
+back only if they are still private, like every secret mcpsec keeps. Asymmetric keys are
+named by their RFC 7638 thumbprint, so a `kid` always means the same public key; an HS256
+key gets a random `kid`, since a thumbprint of a secret would let a guess be confirmed.
+The manifest is changed under a lock and replaced atomically.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from mcpsec.core.clock import to_datetime
+from mcpsec.core.errors import ConfigError, InvalidInputError, NotFoundError
+from mcpsec.core.secret_files import ensure_private_dir, read_secret_file, write_private_file
+
+MANIFEST = "keyring.json"
+HS256_BYTES = 48  # comfortably above the 32-byte minimum
+
+
+class Algorithm(StrEnum):
+    EDDSA = "EdDSA"
+    ES256 = "ES256"
+    RS256 = "RS256"
+    HS256 = "HS256"
+
+    @property
+    def symmetric(self) -> bool:
+        return self is Algorithm.HS256
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    kid: str
+    alg: Algorithm
+    created_at: float
+    file: str  # relative to the keyring folder
+    retired_at: float | None = None
+    signer: bool = False
+
+    @property
+    def status(self) -> str:
+        if self.retired_at is not None:
+            return "retired"
+        return "signing" if self.signer else "verify-only"
+
+
+@dataclass(frozen=True)
+class KeyListing:
+    """What `signing-key list` shows: no key material."""
+
+    kid: str = field(metadata={"essential": True})
+    alg: Algorithm
+    status: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, key: SigningKey) -> KeyListing:
+        return cls(key.kid, key.alg, key.status, to_datetime(key.created_at))
+
+
+def parse_algorithm(text: str) -> Algorithm:
+    for alg in Algorithm:
+        if text.lower() == alg.value.lower():
+            return alg
+    choices = ", ".join(a.value for a in Algorithm)
+    raise InvalidInputError(f"unknown algorithm {text!r}; use one of {choices}", field="alg")
+
+
+class Keyring:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def entries(self) -> list[SigningKey]:
+        return self._read()
+
+    def listing(self) -> list[KeyListing]:
+        return [KeyListing.of(k) for k in self._read()]
+
+    def signer(self) -> SigningKey:
+        for key in self._read():
+            if key.signer:
+                return key
+        raise ConfigError(
+            f"no signing key in {self.folder}",
+            hint="create one with `mcpsec signing-key generate --alg EdDSA`",
+        )
+
+    def generate(self, alg: Algorithm) -> SigningKey:
+        """A new key; it signs from now on only if there was no signer yet."""
+        with self._locked():
+            keys = self._read()
+            key = self._new_key(alg, signer=not any(k.signer for k in keys))
+            self._write([*keys, key])
+        return key
+
+    def rotate(self, alg: Algorithm | None = None) -> SigningKey:
+        """A new signer (of the current signer's algorithm unless told); the old one still
+        verifies the tokens it signed until it is retired."""
+        with self._locked():
+            keys = self._read()
+            current = next((k for k in keys if k.signer), None)
+            chosen = alg or (current.alg if current else Algorithm.EDDSA)
+            key = self._new_key(chosen, signer=True)
+            self._write([*(replace(k, signer=False) for k in keys), key])
+        return key
+
+    def retire(self, kid: str) -> SigningKey:
+        """Stop trusting a key: tokens it signed no longer verify."""
+        with self._locked():
+            keys = self._read()
+            found = next((k for k in keys if k.kid == kid), None)
+            if found is None:
+                raise NotFoundError(f"no signing key with kid {kid!r}")
+            if found.signer:
+                raise InvalidInputError(
+                    f"key {kid} is the current signer; rotate first, then retire it"
+                )
+            retired = found if found.retired_at else replace(found, retired_at=time.time())
+            self._write([retired if k.kid == kid else k for k in keys])
+        return retired
+
+    def jwks(self) -> dict[str, list[dict[str, str]]]:
+        """The public JWK Set: every asymmetric key that is not retired, never a secret."""
+        return {
+            "keys": [
+                self._public_jwk(k)
+                for k in self._read()
+                if not k.alg.symmetric and k.retired_at is None
+            ]
+        }
+
+    def private_key(self, key: SigningKey) -> Any:
+        """The signing material: a cryptography private key, or the HS256 secret bytes."""
+        secret = read_secret_file(self.folder / key.file).reveal()
+        if key.alg.symmetric:
+            return secret
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+        return load_pem_private_key(secret, password=None)
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _new_key(self, alg: Algorithm, *, signer: bool) -> SigningKey:
+        material, kid = _generate(alg)
+        name = f"{kid}.{'secret' if alg.symmetric else 'pem'}"
+        write_private_file(self.folder / name, material)
+        return SigningKey(kid, alg, time.time(), name, signer=signer)
+
+    def _public_jwk(self, key: SigningKey) -> dict[str, str]:
+        return {
+            **_jwk(self.private_key(key).public_key()),
+            "kid": key.kid,
+            "alg": key.alg.value,
+            "use": "sig",
+        }
+
+    def _read(self) -> list[SigningKey]:
+        path = self.folder / MANIFEST
+        if not path.exists():
+            return []
+        try:
+            document = json.loads(read_secret_file(path).reveal())
+            return [
+                SigningKey(
+                    str(k["kid"]),
+                    Algorithm(k["alg"]),
+                    float(k["created_at"]),
+                    str(k["file"]),
+                    k.get("retired_at"),
+                    k["kid"] == document.get("signer"),
+                )
+                for k in document["keys"]
+            ]
+        except (ValueError, KeyError, TypeError) as e:
+            raise ConfigError(f"the keyring manifest {path} is damaged: {e}") from None
+
+    def _write(self, keys: list[SigningKey]) -> None:
+        signer = next((k.kid for k in keys if k.signer), None)
+        document = {
+            "version": 1,
+            "signer": signer,
+            "keys": [
+                {
+                    "kid": k.kid,
+                    "alg": k.alg.value,
+                    "created_at": k.created_at,
+                    "file": k.file,
+                    "retired_at": k.retired_at,
+                }
+                for k in keys
+            ],
+        }
+        text = json.dumps(document, indent=2) + "\n"
+        write_private_file(self.folder / MANIFEST, text.encode(), overwrite=True)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One writer at a time across processes: two rotations must not lose a key."""
+        try:
+            ensure_private_dir(self.folder)
+            fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as e:
+            raise ConfigError(f"cannot use the keyring {self.folder}: {e.strerror}") from e
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+
+def _generate(alg: Algorithm) -> tuple[bytes, str]:
+    """(private material to store, kid)."""
+    if alg.symmetric:
+        return base64.urlsafe_b64encode(secrets.token_bytes(HS256_BYTES)), secrets.token_hex(8)
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    private: Any
+    if alg is Algorithm.EDDSA:
+        private = ed25519.Ed25519PrivateKey.generate()
+    elif alg is Algorithm.ES256:
+        private = ec.generate_private_key(ec.SECP256R1())
+    else:
+        private = rsa.generate_private_key(public_exponent=65537, key_size=3072)
+    pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return pem, thumbprint(_jwk(private.public_key()))
+
+
+def _jwk(public: Any) -> dict[str, str]:
+    """The public key as a JWK (PyJWT's encoders), chosen by the key's type."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+    from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+
+    if isinstance(public, ed25519.Ed25519PublicKey):
+        return dict(OKPAlgorithm.to_jwk(public, as_dict=True))
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        return dict(ECAlgorithm.to_jwk(public, as_dict=True))
+    if isinstance(public, rsa.RSAPublicKey):
+        return dict(RSAAlgorithm.to_jwk(public, as_dict=True))
+    raise ConfigError("the keyring holds a key of a type mcpsec does not sign with")
+
+
+def thumbprint(jwk: dict[str, str]) -> str:
+    """RFC 7638: SHA-256 over the required members, in lexicographic order, no spaces."""
+    required = {
+        "OKP": ("crv", "kty", "x"),
+        "EC": ("crv", "kty", "x", "y"),
+        "RSA": ("e", "kty", "n"),
+    }
+    members = {name: jwk[name] for name in required[jwk["kty"]]}
+    canonical = json.dumps(members, separators=(",", ":"), sort_keys=True).encode()
+    return base64.urlsafe_b64encode(hashlib.sha256(canonical).digest()).rstrip(b"=").decode()
