@@ -74,7 +74,7 @@ class Output:
         if self.color:
             self._rich_table(columns, rows)
             return
-        widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+        widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
         for row in (columns, *rows):
             self.line("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 

@@ -37,6 +37,7 @@ SEED_PERMISSIONS = (
 class RoleTable:
     roles: Mapping[str, frozenset[str]]  # role -> effective permissions
     definitions: Mapping[str, Any] | None = None  # role -> RoleDefinition, for explaining
+    resolved: Mapping[str, Any] | None = None  # role -> its grants with their paths
 
     def check_role(self, role: str) -> str:
         if role not in self.roles:

@@ -59,10 +59,13 @@ def parse_role_tables(tables: Any, source: str) -> dict[str, RoleDefinition]:
 
 
 def build_roles(definitions: Mapping[str, RoleDefinition]) -> RoleTable:
-    """Resolve inheritance; every role ends up with its full effective permission set."""
-    grants = {name: _resolve(definitions, name, ()) for name in definitions}
-    effective = {name: frozenset(g.permission for g in found) for name, found in grants.items()}
-    return RoleTable(effective, definitions=dict(definitions))
+    """Resolve inheritance once per role (each role's grants are computed after its
+    parents'), so deep or wide hierarchies cost time in proportion to their size."""
+    if not definitions:
+        raise ConfigError("[roles] defines no role; remove it to use the built-in set")
+    resolved = _resolve_all(definitions)
+    effective = {name: frozenset(found) for name, found in resolved.items()}
+    return RoleTable(effective, definitions=dict(definitions), resolved=resolved)
 
 
 def explain(table: RoleTable, name: str) -> RoleView:
@@ -71,7 +74,8 @@ def explain(table: RoleTable, name: str) -> RoleView:
     if name not in definitions:
         raise NotFoundError(f"no role named {name!r}; see `mcpsec roles list`")
     role = definitions[name]
-    return RoleView(role.name, role.inherits, role.permissions, _resolve(definitions, name, ()))
+    resolved = table.resolved or _resolve_all(definitions)
+    return RoleView(role.name, role.inherits, role.permissions, _grants(name, resolved))
 
 
 def _definition(name: str, table: Any, source: str) -> RoleDefinition:
@@ -89,7 +93,9 @@ def _definition(name: str, table: Any, source: str) -> RoleDefinition:
             check_permission(permission)
         except InvalidInputError as e:
             raise ConfigError(f"{where}: {e}") from None
-    return RoleDefinition(name, permissions, _strings(table.get("inherits", []), where))
+    return RoleDefinition(
+        name, permissions, _strings(table.get("inherits", []), f"{where}: inherits")
+    )
 
 
 def _strings(value: Any, where: str) -> tuple[str, ...]:
@@ -98,22 +104,65 @@ def _strings(value: Any, where: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(value))
 
 
-def _resolve(
-    definitions: Mapping[str, RoleDefinition], name: str, path: tuple[str, ...]
-) -> tuple[Grant, ...]:
-    """Depth first; the first path that reaches a permission is the one reported."""
-    if name in path:
-        cycle = " -> ".join((*path[path.index(name) :], name))
-        raise ConfigError(f"roles inherit in a circle: {cycle}")
-    role = definitions.get(name)
-    if role is None:
-        raise ConfigError(f"role {path[-1]!r} inherits unknown role {name!r}")
-    here = (*path, name)
-    found = {p: Grant(p, here) for p in role.permissions}
+# Per role: permission -> (hops, the parent it comes through, or None when granted directly).
+# Keeping one hop instead of whole paths keeps a deep hierarchy linear per entry.
+Resolved = dict[str, dict[str, tuple[int, str | None]]]
+
+
+def _resolve_all(definitions: Mapping[str, RoleDefinition]) -> Resolved:
+    """Every role's grants, each through the shortest inheritance path.
+
+    Iterative depth-first order (no recursion limit), with the current path kept to detect
+    cycles; a role is resolved once, after all the roles it inherits.
+    """
+    done: Resolved = {}
+    for start in sorted(definitions):
+        if start in done:
+            continue
+        stack: list[tuple[str, int]] = [(start, 0)]
+        on_path: list[str] = []
+        while stack:
+            name, index = stack.pop()
+            role = definitions[name]
+            if index == 0:
+                on_path.append(name)
+            if index < len(role.inherits):
+                stack.append((name, index + 1))
+                parent = role.inherits[index]
+                if parent not in definitions:
+                    raise ConfigError(f"role {name!r} inherits unknown role {parent!r}")
+                if parent in on_path:
+                    cycle = " -> ".join((*on_path[on_path.index(parent) :], parent))
+                    raise ConfigError(f"roles inherit in a circle: {cycle}")
+                if parent not in done:
+                    stack.append((parent, 0))
+                continue
+            on_path.pop()
+            done[name] = _combine(role, done)
+    return done
+
+
+def _combine(role: RoleDefinition, done: Resolved) -> dict[str, tuple[int, str | None]]:
+    found: dict[str, tuple[int, str | None]] = {p: (0, None) for p in role.permissions}
     for parent in role.inherits:
-        for grant in _resolve(definitions, parent, here):
-            found.setdefault(grant.permission, grant)
-    return tuple(sorted(found.values(), key=lambda g: g.permission))
+        for permission, (hops, _) in done[parent].items():
+            known = found.get(permission)
+            if known is None or hops + 1 < known[0]:
+                found[permission] = (hops + 1, parent)
+    return found
+
+
+def _grants(name: str, resolved: Mapping[str, Any]) -> tuple[Grant, ...]:
+    """Each permission of `name` with the roles it comes through, read off the hops."""
+    grants = []
+    for permission in sorted(resolved[name]):
+        via = [name]
+        parent = resolved[name][permission][1]
+        while parent is not None:
+            via.append(parent)
+            parent = resolved[parent][permission][1]
+        grants.append(Grant(permission, tuple(via)))
+    return tuple(grants)
 
 
 DEFAULT_ROLES = build_roles(DEFAULT_DEFINITIONS)  # the seed's effective sets, from the table above

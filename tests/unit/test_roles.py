@@ -82,3 +82,27 @@ def test_config_roles_replace_the_defaults(tmp_path):
     path.write_text('[roles.a]\ninherits = ["b"]\n[roles.b]\ninherits = ["a"]\n')
     with pytest.raises(ConfigError, match=f"config file {path}: roles inherit in a circle"):
         load_settings({"HOME": str(tmp_path)}, config_path=path)
+
+
+def test_deep_and_wide_hierarchies_resolve_in_proportion_to_their_size():
+    """A 1500-role chain (deeper than Python's recursion limit), and a 60-tier ladder where
+    every tier inherits all lower ones (exponential if paths were walked one by one)."""
+    chain = {
+        f"r{i}": {"permissions": [f"p{i}:read"], "inherits": [f"r{i - 1}"] if i else []}
+        for i in range(1500)
+    }
+    roles = table(**chain)
+    assert len(roles.roles["r1499"]) == 1500
+    assert explain(roles, "r1499").effective[0].via[0] == "r1499"
+    ladder = {
+        f"t{i}": {"permissions": [f"x{i}:read"], "inherits": [f"t{j}" for j in range(i)]}
+        for i in range(60)
+    }
+    wide = table(**ladder)
+    assert len(wide.roles["t59"]) == 60
+    assert {g.permission: len(g.via) for g in explain(wide, "t59").effective}["x0:read"] == 2
+
+
+def test_an_empty_roles_table_is_a_config_error():
+    with pytest.raises(ConfigError, match="defines no role"):
+        table()
