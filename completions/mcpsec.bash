@@ -47,7 +47,7 @@ _mcpsec_spec() {
             ;;
         'mcpsec jwks')
             _mcpsec_subs=''
-            _mcpsec_opts='--help -h'
+            _mcpsec_opts='--help --json -h'
             _mcpsec_valued=''
             _mcpsec_argwords='' _mcpsec_argfiles=0
             ;;
@@ -143,7 +143,7 @@ _mcpsec_spec() {
             ;;
         'mcpsec roles show')
             _mcpsec_subs=''
-            _mcpsec_opts='--help --json -h'
+            _mcpsec_opts='--help --json --quiet -h -q'
             _mcpsec_valued=''
             _mcpsec_argwords='' _mcpsec_argfiles=0
             ;;

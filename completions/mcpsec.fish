@@ -118,6 +118,7 @@ complete -c mcpsec -n '__mcpsec_at "mcpsec doctor"' -l json -d 'Print one JSON d
 complete -c mcpsec -n '__mcpsec_at "mcpsec doctor"' -s h -l help -d 'Show this message and exit.'
 
 # mcpsec jwks
+complete -c mcpsec -n '__mcpsec_at "mcpsec jwks"' -l json -d 'Print one JSON document on stdout (for scripts).'
 complete -c mcpsec -n '__mcpsec_at "mcpsec jwks"' -s h -l help -d 'Show this message and exit.'
 
 # mcpsec keys
@@ -230,6 +231,7 @@ complete -c mcpsec -n '__mcpsec_at "mcpsec roles list"' -s h -l help -d 'Show th
 
 # mcpsec roles show
 complete -c mcpsec -n '__mcpsec_at "mcpsec roles show"' -l json -d 'Print one JSON document on stdout (for scripts).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec roles show"' -s q -l quiet -d 'Print only the essential value, nothing else.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec roles show"' -s h -l help -d 'Show this message and exit.'
 
 # mcpsec signing-key

@@ -113,6 +113,7 @@ _mcpsec_doctor() {
 
 _mcpsec_jwks() {
   _arguments -s \
+    '--json[Print one JSON document on stdout (for scripts).]' \
     '(-h --help)-h[Show this message and exit.]' \
     '(-h --help)--help[Show this message and exit.]'
 }
@@ -364,6 +365,8 @@ _mcpsec_roles_list() {
 _mcpsec_roles_show() {
   _arguments -s \
     '--json[Print one JSON document on stdout (for scripts).]' \
+    '(-q --quiet)-q[Print only the essential value, nothing else.]' \
+    '(-q --quiet)--quiet[Print only the essential value, nothing else.]' \
     '(-h --help)-h[Show this message and exit.]' \
     '(-h --help)--help[Show this message and exit.]' \
     '1:ROLE: '

@@ -48,6 +48,7 @@ def show(
     ctx: typer.Context,
     role: Annotated[str, typer.Argument(metavar="ROLE", help="The role to explain.")],
     json: JsonFlag = False,
+    quiet: QuietFlag = False,
 ) -> None:
     """Show a role's effective permissions and the roles each one comes through.
 
@@ -57,7 +58,7 @@ def show(
 
     state = state_of(ctx)
     view = explain(state.settings().roles, role)
-    state.output(json=json).result(view, human=_explained)
+    state.output(json=json, quiet=quiet).result(view, human=_explained)
 
 
 def _explained(view: RoleView) -> str:

@@ -20,7 +20,9 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import secrets
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -31,9 +33,15 @@ from typing import Any
 
 from mcpsec.core.clock import to_datetime
 from mcpsec.core.errors import ConfigError, InvalidInputError, NotFoundError
-from mcpsec.core.secret_files import ensure_private_dir, read_secret_file, write_private_file
+from mcpsec.core.secret_files import (
+    MIN_SECRET_BYTES,
+    ensure_private_dir,
+    read_secret_file,
+    write_private_file,
+)
 
 MANIFEST = "keyring.json"
+_KID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 HS256_BYTES = 48  # comfortably above the 32-byte minimum
 
 
@@ -135,7 +143,9 @@ class Keyring:
                 raise InvalidInputError(
                     f"key {kid} is the current signer; rotate first, then retire it"
                 )
-            retired = found if found.retired_at else replace(found, retired_at=time.time())
+            retired = (
+                found if found.retired_at is not None else replace(found, retired_at=time.time())
+            )
             self._write([retired if k.kid == kid else k for k in keys])
         return retired
 
@@ -150,21 +160,53 @@ class Keyring:
         }
 
     def private_key(self, key: SigningKey) -> Any:
-        """The signing material: a cryptography private key, or the HS256 secret bytes."""
+        """The signing material: a cryptography private key, or the HS256 secret bytes.
+
+        The material must be what the manifest says: an HS256 secret of 32 bytes or more, or
+        a private key of the algorithm's type whose public half has the kid as thumbprint.
+        A file swapped for another key is refused, never signed with or published.
+        """
         secret = read_secret_file(self.folder / key.file).reveal()
         if key.alg.symmetric:
+            if len(secret) < MIN_SECRET_BYTES:
+                raise ConfigError(f"signing key {key.kid} is shorter than {MIN_SECRET_BYTES} bytes")
             return secret
+        from cryptography.exceptions import UnsupportedAlgorithm
         from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-        return load_pem_private_key(secret, password=None)
+        try:
+            private = load_pem_private_key(secret, password=None)
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            raise ConfigError(f"signing key {key.kid} ({key.file}) is not a readable key") from None
+        if not _fits(key.alg, private) or thumbprint(_jwk(private.public_key())) != key.kid:
+            raise ConfigError(
+                f"signing key file {key.file} does not hold the {key.alg} key {key.kid}",
+                hint="the keyring was tampered with or damaged; restore it from a backup",
+            )
+        return private
 
     # -- plumbing --------------------------------------------------------------------------
 
     def _new_key(self, alg: Algorithm, *, signer: bool) -> SigningKey:
         material, kid = _generate(alg)
-        name = f"{kid}.{'secret' if alg.symmetric else 'pem'}"
-        write_private_file(self.folder / name, material)
+        name = _file_name(kid, alg)
+        try:
+            write_private_file(self.folder / name, material)
+        except OSError as e:
+            raise ConfigError(f"cannot write a key into {self.folder}: {e.strerror}") from e
         return SigningKey(kid, alg, time.time(), name, signer=signer)
+
+    def _check_folder(self) -> None:
+        """Only this user may change what is in the keyring: whoever can replace a key file
+        or the manifest chooses what tokens are signed with and trusted."""
+        info = self.folder.stat()
+        if info.st_uid != os.geteuid():
+            raise ConfigError(f"the keyring {self.folder} belongs to another user")
+        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise ConfigError(
+                f"the keyring {self.folder} is writable by others",
+                hint=f"run `chmod 700 {self.folder}`",
+            )
 
     def _public_jwk(self, key: SigningKey) -> dict[str, str]:
         return {
@@ -176,23 +218,23 @@ class Keyring:
 
     def _read(self) -> list[SigningKey]:
         path = self.folder / MANIFEST
+        if not self.folder.exists():
+            return []
+        self._check_folder()
         if not path.exists():
+            if any(self.folder.glob("*.pem")) or any(self.folder.glob("*.secret")):
+                raise ConfigError(
+                    f"the keyring {self.folder} holds key files but no {MANIFEST}",
+                    hint="restore the manifest from a backup rather than starting over",
+                )
             return []
         try:
             document = json.loads(read_secret_file(path).reveal())
-            return [
-                SigningKey(
-                    str(k["kid"]),
-                    Algorithm(k["alg"]),
-                    float(k["created_at"]),
-                    str(k["file"]),
-                    k.get("retired_at"),
-                    k["kid"] == document.get("signer"),
-                )
-                for k in document["keys"]
-            ]
+            keys = [_entry(k, document.get("signer")) for k in document["keys"]]
         except (ValueError, KeyError, TypeError) as e:
             raise ConfigError(f"the keyring manifest {path} is damaged: {e}") from None
+        _check_entries(path, keys, document.get("signer"))
+        return keys
 
     def _write(self, keys: list[SigningKey]) -> None:
         signer = next((k.kid for k in keys if k.signer), None)
@@ -211,14 +253,22 @@ class Keyring:
             ],
         }
         text = json.dumps(document, indent=2) + "\n"
-        write_private_file(self.folder / MANIFEST, text.encode(), overwrite=True)
+        try:
+            write_private_file(self.folder / MANIFEST, text.encode(), overwrite=True)
+        except OSError as e:
+            named = _named(self.folder)  # the manifest still on disk, unchanged
+            for key in keys:  # a key file no manifest names would be an orphan
+                if key.kid not in named:
+                    (self.folder / key.file).unlink(missing_ok=True)
+            raise ConfigError(f"cannot write {MANIFEST} in {self.folder}: {e.strerror}") from e
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         """One writer at a time across processes: two rotations must not lose a key."""
         try:
             ensure_private_dir(self.folder)
-            fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+            self._check_folder()
+            fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         except OSError as e:
             raise ConfigError(f"cannot use the keyring {self.folder}: {e.strerror}") from e
         try:
@@ -226,6 +276,53 @@ class Keyring:
             yield
         finally:
             os.close(fd)
+
+
+def _file_name(kid: str, alg: Algorithm) -> str:
+    return f"{kid}.{'secret' if alg.symmetric else 'pem'}"
+
+
+def _entry(raw: Any, signer: Any) -> SigningKey:
+    alg = Algorithm(raw["alg"])
+    kid = str(raw["kid"])
+    retired = raw.get("retired_at")
+    return SigningKey(
+        kid,
+        alg,
+        float(raw["created_at"]),
+        str(raw["file"]),
+        float(retired) if retired is not None else None,
+        kid == signer,
+    )
+
+
+def _check_entries(path: Path, keys: list[SigningKey], signer: Any) -> None:
+    """Each kid once, each file named after its kid (no paths), a live signer if any."""
+    kids = [k.kid for k in keys]
+    for key in keys:
+        if not _KID.fullmatch(key.kid) or key.file != _file_name(key.kid, key.alg):
+            raise ConfigError(f"the keyring manifest {path} names a bad file for {key.kid!r}")
+    if len(set(kids)) != len(kids):
+        raise ConfigError(f"the keyring manifest {path} names a kid twice")
+    if signer is not None and not any(k.signer and k.retired_at is None for k in keys):
+        raise ConfigError(f"the keyring manifest {path} names a signer that is missing or retired")
+
+
+def _named(folder: Path) -> set[str]:
+    try:
+        return {k["kid"] for k in json.loads((folder / MANIFEST).read_text())["keys"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+
+
+def _fits(alg: Algorithm, private: Any) -> bool:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    if alg is Algorithm.EDDSA:
+        return isinstance(private, ed25519.Ed25519PrivateKey)
+    if alg is Algorithm.ES256:
+        return isinstance(private, ec.EllipticCurvePrivateKey) and private.curve.name == "secp256r1"
+    return isinstance(private, rsa.RSAPrivateKey) and private.key_size >= 2048
 
 
 def _generate(alg: Algorithm) -> tuple[bytes, str]:
@@ -260,7 +357,9 @@ def _jwk(public: Any) -> dict[str, str]:
     if isinstance(public, ec.EllipticCurvePublicKey):
         return dict(ECAlgorithm.to_jwk(public, as_dict=True))
     if isinstance(public, rsa.RSAPublicKey):
-        return dict(RSAAlgorithm.to_jwk(public, as_dict=True))
+        jwk = dict(RSAAlgorithm.to_jwk(public, as_dict=True))
+        jwk.pop("key_ops", None)  # RFC 7517 4.3: not together with "use"
+        return jwk
     raise ConfigError("the keyring holds a key of a type mcpsec does not sign with")
 
 

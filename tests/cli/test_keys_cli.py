@@ -270,3 +270,8 @@ def test_a_reason_with_escape_sequences_is_refused(mcpsec):
     assert mcpsec("keys", "verify", doc["api_key"]).exit_code == 0  # nothing was revoked
     long = mcpsec("keys", "revoke", "--owner", "nobody", "--reason", "x" * 501)
     assert long.exit_code == 2
+
+
+def test_an_empty_key_list_prints_its_header(mcpsec):
+    ran = mcpsec("keys", "list")
+    assert ran.exit_code == 0 and ran.stdout.split()[:3] == ["KEY", "ID", "NAME"]

@@ -43,3 +43,9 @@ def test_keys_dir_setting_and_empty_keyring(mcpsec, home):
     assert json.loads(mcpsec("jwks", env=env).stdout) == {"keys": []}
     assert mcpsec("signing-key", "generate", env=env).exit_code == 0
     assert (elsewhere / "keyring.json").is_file()
+
+
+def test_an_empty_keyring_lists_as_a_header(mcpsec):
+    ran = mcpsec("signing-key", "list")
+    assert ran.exit_code == 0 and ran.stdout.split() == ["KID", "ALG", "STATUS", "CREATED"]
+    assert json.loads(mcpsec("signing-key", "list", "--json").stdout) == []

@@ -137,3 +137,65 @@ def test_unknown_algorithms_are_refused(text):
 
 def test_algorithm_names_are_case_insensitive():
     assert parse_algorithm("eddsa") is Algorithm.EDDSA
+
+
+def test_a_swapped_key_file_is_refused(ring):
+    old = ring.generate(Algorithm.EDDSA)
+    new = ring.rotate()
+    ring.retire(old.kid)
+    a, b = ring.folder / old.file, ring.folder / new.file
+    a_text, b_text = a.read_bytes(), b.read_bytes()
+    a.write_bytes(b_text)
+    b.write_bytes(a_text)  # the retired key now sits under the signer's kid
+    with pytest.raises(ConfigError, match="does not hold"):
+        ring.private_key(ring.signer())
+    with pytest.raises(ConfigError, match="does not hold"):
+        ring.jwks()
+
+
+def test_a_key_of_the_wrong_type_under_a_kid_is_refused(ring):
+    ed = ring.generate(Algorithm.EDDSA)
+    es = ring.generate(Algorithm.ES256)
+    (ring.folder / es.file).write_bytes((ring.folder / ed.file).read_bytes())
+    with pytest.raises(ConfigError, match="does not hold the ES256 key"):
+        ring.jwks()
+
+
+@pytest.mark.parametrize("file", ["/etc/passwd", "../escape.pem", "other.pem"])
+def test_a_manifest_pointing_outside_is_refused(ring, file):
+    key = ring.generate(Algorithm.EDDSA)
+    manifest = ring.folder / "keyring.json"
+    document = json.loads(manifest.read_text())
+    document["keys"][0]["file"] = file
+    manifest.write_text(json.dumps(document))
+    with pytest.raises(ConfigError, match=f"bad file for '{key.kid}'"):
+        ring.entries()
+
+
+def test_a_folder_others_can_write_is_refused_before_any_write(tmp_path):
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    folder.chmod(0o777)
+    with pytest.raises(ConfigError, match="writable by others"):
+        Keyring(folder).generate(Algorithm.EDDSA)
+    assert list(folder.iterdir()) == []
+
+
+def test_key_files_without_a_manifest_are_not_silently_dropped(ring):
+    ring.generate(Algorithm.EDDSA)
+    (ring.folder / "keyring.json").unlink()
+    with pytest.raises(ConfigError, match=r"no keyring\.json"):
+        ring.generate(Algorithm.EDDSA)
+
+
+def test_a_corrupt_pem_is_a_config_error(ring):
+    key = ring.generate(Algorithm.EDDSA)
+    (ring.folder / key.file).write_bytes(b"-----BEGIN PRIVATE KEY-----\ngarbage\n")
+    with pytest.raises(ConfigError, match="not a readable key"):
+        ring.jwks()
+
+
+def test_rsa_jwk_has_use_but_not_key_ops(ring):
+    ring.generate(Algorithm.RS256)
+    (jwk,) = ring.jwks()["keys"]
+    assert jwk["use"] == "sig" and "key_ops" not in jwk
