@@ -173,8 +173,8 @@ _mcpsec_spec() {
             ;;
         'mcpsec signing-key rotate')
             _mcpsec_subs=''
-            _mcpsec_opts='--alg --help --json --quiet -h -q'
-            _mcpsec_valued='--alg'
+            _mcpsec_opts='--alg --help --json --quiet --to -h -q'
+            _mcpsec_valued='--alg --to'
             _mcpsec_argwords='' _mcpsec_argfiles=0
             ;;
     esac

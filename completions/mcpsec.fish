@@ -44,7 +44,7 @@ function __mcpsec_valued --argument-names path
         case 'mcpsec signing-key generate'
             printf '%s\n' --alg
         case 'mcpsec signing-key rotate'
-            printf '%s\n' --alg
+            printf '%s\n' --alg --to
     end
 end
 
@@ -238,7 +238,7 @@ complete -c mcpsec -n '__mcpsec_at "mcpsec roles show"' -s h -l help -d 'Show th
 complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key"' -a generate -d 'Create a key (file 0600); the first key in the keyring becomes the signer.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key"' -a list -d 'List the keys: kid, algorithm, and whether it signs, only verifies, or is retired.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key"' -a retire -d 'Stop trusting a key that no longer signs: tokens it signed stop verifying.'
-complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key"' -a rotate -d 'Make a new key the signer; older keys keep verifying the tokens they signed.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key"' -a rotate -d 'Make a new key (or, with --to, an existing one) the signer; older keys keep verifying the tokens they signed until retired. For caches of the JWKS: generate, publish, wait, then `rotate --to KID`.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key"' -s h -l help -d 'Show this message and exit.'
 
 # mcpsec signing-key generate
@@ -259,6 +259,7 @@ complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key retire"' -s h -l help -d 
 
 # mcpsec signing-key rotate
 complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key rotate"' -l alg -x -d 'Default: the signer\'s.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key rotate"' -l to -x -d 'Promote this existing key instead.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key rotate"' -l json -d 'Print one JSON document on stdout (for scripts).'
 complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key rotate"' -s q -l quiet -d 'Print only the essential value, nothing else.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key rotate"' -s h -l help -d 'Show this message and exit.'

@@ -387,7 +387,7 @@ _mcpsec_signing_key() {
         'generate:Create a key (file 0600); the first key in the keyring becomes the signer.'
         'list:List the keys: kid, algorithm, and whether it signs, only verifies, or is retired.'
         'retire:Stop trusting a key that no longer signs: tokens it signed stop verifying.'
-        'rotate:Make a new key the signer; older keys keep verifying the tokens they signed.'
+        'rotate:Make a new key (or, with --to, an existing one) the signer; older keys keep verifying the tokens they signed until retired. For caches of the JWKS: generate, publish, wait, then `rotate --to KID`.'
       )
       _describe -t commands 'mcpsec signing-key command' commands && ret=0
       ;;
@@ -436,6 +436,7 @@ _mcpsec_signing_key_retire() {
 _mcpsec_signing_key_rotate() {
   _arguments -s \
     '--alg=[Default\: the signer'\''s.]:EdDSA|ES256|RS256|HS256: ' \
+    '--to=[Promote this existing key instead.]:KID: ' \
     '--json[Print one JSON document on stdout (for scripts).]' \
     '(-q --quiet)-q[Print only the essential value, nothing else.]' \
     '(-q --quiet)--quiet[Print only the essential value, nothing else.]' \

@@ -60,18 +60,29 @@ def rotate(
         str | None,
         typer.Option("--alg", metavar="EdDSA|ES256|RS256|HS256", help="Default: the signer's."),
     ] = None,
+    to: Annotated[
+        str | None,
+        typer.Option("--to", metavar="KID", help="Promote this existing key instead."),
+    ] = None,
     json: JsonFlag = False,
     quiet: QuietFlag = False,
 ) -> None:
-    """Make a new key the signer; older keys keep verifying the tokens they signed.
+    """Make a new key (or, with --to, an existing one) the signer; older keys keep verifying
+    the tokens they signed until retired. For caches of the JWKS: generate, publish, wait,
+    then `rotate --to KID`.
 
     Example: mcpsec signing-key rotate && mcpsec jwks > /srv/www/.well-known/jwks.json
     """
+    from mcpsec.core.errors import InvalidInputError
     from mcpsec.core.signing_keys import KeyListing, parse_algorithm
 
+    if to is not None and alg is not None:
+        raise InvalidInputError("give --alg (for a new key) or --to (an existing one), not both")
     state = state_of(ctx)
     out = state.output(json=json, quiet=quiet)
-    out.result(KeyListing.of(state.keyring().rotate(parse_algorithm(alg) if alg else None)))
+    ring = state.keyring()
+    key = ring.promote(to) if to else ring.rotate(parse_algorithm(alg) if alg else None)
+    out.result(KeyListing.of(key))
 
 
 @app.command()

@@ -132,6 +132,21 @@ class Keyring:
             self._write([*(replace(k, signer=False) for k in keys), key])
         return key
 
+    def promote(self, kid: str) -> SigningKey:
+        """Make an existing key the signer. The careful rotation: `generate` a key, publish
+        the JWKS, wait until resource servers have fetched it, then promote it, so no server
+        meets a token signed by a key it has not seen."""
+        with self._locked():
+            keys = self._read()
+            found = next((k for k in keys if k.kid == kid), None)
+            if found is None:
+                raise NotFoundError(f"no signing key with kid {kid!r}")
+            if found.retired_at is not None:
+                raise InvalidInputError(f"key {kid} is retired; generate a new one")
+            self._private_or_refuse(found)
+            self._write([replace(k, signer=k.kid == kid) for k in keys])
+        return replace(found, signer=True)
+
     def retire(self, kid: str) -> SigningKey:
         """Stop trusting a key: tokens it signed no longer verify."""
         with self._locked():
@@ -195,6 +210,10 @@ class Keyring:
         except OSError as e:
             raise ConfigError(f"cannot write a key into {self.folder}: {e.strerror}") from e
         return SigningKey(kid, alg, time.time(), name, signer=signer)
+
+    def _private_or_refuse(self, key: SigningKey) -> None:
+        """A key about to sign must load and match its kid now, not at the first token."""
+        self.private_key(key)
 
     def _check_folder(self) -> None:
         """Only this user may change what is in the keyring: whoever can replace a key file

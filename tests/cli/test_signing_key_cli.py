@@ -49,3 +49,12 @@ def test_an_empty_keyring_lists_as_a_header(mcpsec):
     ran = mcpsec("signing-key", "list")
     assert ran.exit_code == 0 and ran.stdout.split() == ["KID", "ALG", "STATUS", "CREATED"]
     assert json.loads(mcpsec("signing-key", "list", "--json").stdout) == []
+
+
+def test_rotate_to_an_existing_key(mcpsec):
+    mcpsec("signing-key", "generate")
+    waiting = mcpsec("signing-key", "generate", "-q").stdout.strip()
+    ran = mcpsec("signing-key", "rotate", "--to", waiting, "--json")
+    assert ran.exit_code == 0 and json.loads(ran.stdout)["status"] == "signing"
+    both = mcpsec("signing-key", "rotate", "--to", waiting, "--alg", "ES256")
+    assert both.exit_code == 2 and "not both" in both.stderr

@@ -199,3 +199,17 @@ def test_rsa_jwk_has_use_but_not_key_ops(ring):
     ring.generate(Algorithm.RS256)
     (jwk,) = ring.jwks()["keys"]
     assert jwk["use"] == "sig" and "key_ops" not in jwk
+
+
+def test_promote_an_already_published_key(ring):
+    first = ring.generate(Algorithm.EDDSA)
+    waiting = ring.generate(Algorithm.EDDSA)
+    assert waiting.kid in {k["kid"] for k in ring.jwks()["keys"]}  # published before it signs
+    promoted = ring.promote(waiting.kid)
+    assert promoted.signer and ring.signer().kid == waiting.kid
+    assert {k.kid: k.status for k in ring.entries()}[first.kid] == "verify-only"
+    ring.retire(first.kid)
+    with pytest.raises(InvalidInputError, match="retired"):
+        ring.promote(first.kid)
+    with pytest.raises(NotFoundError):
+        ring.promote("missing-kid")
