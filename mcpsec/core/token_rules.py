@@ -16,16 +16,20 @@ numbers (not digit strings) and are checked against the injectable clock.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
+from mcpsec.core.errors import ConfigError
+from mcpsec.core.secret_files import MIN_SECRET_BYTES
 from mcpsec.core.signing_keys import Algorithm
 
 MAX_TOKEN_BYTES: Final = 8192
+MAX_HEADER_BYTES: Final = 1024
+_B64URL: Final = re.compile(r"[A-Za-z0-9_-]*")
 REQUIRED_CLAIMS: Final = ("sub", "iss", "iat", "nbf", "exp", "jti", "type")
 
 
@@ -54,6 +58,12 @@ class VerifyKey:
     alg: Algorithm
     key: Any = field(repr=False)  # a public key object, or the HS256 secret bytes
 
+    def __post_init__(self) -> None:
+        """A key that cannot verify its algorithm is a configuration error at load time,
+        not an exception on every token."""
+        if not _key_fits(self.alg, self.key):
+            raise ConfigError(f"verification key {self.kid} is not a usable {self.alg} key")
+
 
 @dataclass(frozen=True)
 class Policy:
@@ -61,6 +71,10 @@ class Policy:
     audience: str | None = None  # None: `aud` is not checked (a server should set it)
     algorithms: frozenset[Algorithm] = frozenset(Algorithm)
     leeway: float = 0.0  # seconds of clock skew forgiven on exp and nbf
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.leeway <= 300:  # also refuses NaN
+            raise ConfigError(f"token leeway must be 0 to 300 seconds, got {self.leeway}")
 
 
 @dataclass(frozen=True)
@@ -83,7 +97,7 @@ def check_token(  # noqa: PLR0911 - one early return per rule, in the order they
     if parts is None:
         return _no(Reason.MALFORMED)
     header, claims = parts
-    if header.get("crit"):
+    if "crit" in header:
         return _no(Reason.MALFORMED)
     alg = header.get("alg")
     if not isinstance(alg, str) or alg not in {a.value for a in policy.algorithms}:
@@ -106,10 +120,13 @@ def _parts(token: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
     pieces = token.split(".")
     if len(pieces) != 3 or not all(pieces[:2]):
         return None
+    if len(pieces[0]) > MAX_HEADER_BYTES:
+        return None
     try:
         header = _json(_b64(pieces[0]))
         claims = _json(_b64(pieces[1]))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        _b64(pieces[2])  # one spelling per signature: no '=' padding, no spare bits
+    except (ValueError, RecursionError):  # binascii.Error and UnicodeDecodeError are ValueErrors
         return None
     if not isinstance(header, dict) or not isinstance(claims, dict):
         return None
@@ -117,9 +134,13 @@ def _parts(token: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
 
 
 def _b64(segment: str) -> bytes:
-    if not all(c.isalnum() or c in "-_" for c in segment):
+    """Canonical base64url only, so that one token has exactly one spelling."""
+    if not _B64URL.fullmatch(segment):
         raise ValueError("not base64url")
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != segment:
+        raise ValueError("non-canonical base64url")
+    return raw
 
 
 def _json(raw: bytes) -> Any:
@@ -131,7 +152,12 @@ def _json(raw: bytes) -> Any:
             result[name] = value
         return result
 
-    return json.loads(raw.decode("utf-8"), object_pairs_hook=no_duplicates)
+    def no_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(
+        raw.decode("utf-8"), object_pairs_hook=no_duplicates, parse_constant=no_constant
+    )
 
 
 def _signature_ok(token: str, key: VerifyKey) -> bool:
@@ -149,6 +175,8 @@ def _signature_ok(token: str, key: VerifyKey) -> bool:
                 "verify_iat": False,
                 "verify_aud": False,
                 "verify_iss": False,
+                "verify_sub": False,  # checked below, so that the reason is "malformed"
+                "verify_jti": False,
                 "require": [],
             },
         )
@@ -163,9 +191,9 @@ def _claims(  # noqa: PLR0911 - one early return per rule, in the order they app
     if any(name not in claims for name in REQUIRED_CLAIMS):
         return _no(Reason.MALFORMED)
     times = [claims[name] for name in ("iat", "nbf", "exp")]
-    if not all(isinstance(t, int | float) and not isinstance(t, bool) for t in times):
-        return _no(Reason.MALFORMED)  # "exp": "1700000000" is not a time
-    if not isinstance(claims["sub"], str) or not isinstance(claims["jti"], str):
+    if not all(_is_time(t) for t in times):
+        return _no(Reason.MALFORMED)  # "exp": "1700000000", NaN or 1e400 is not a time
+    if not all(_is_name(claims[name]) for name in ("sub", "jti")):
         return _no(Reason.MALFORMED)
     if claims["iss"] != policy.issuer:
         return _no(Reason.WRONG_ISSUER)
@@ -173,17 +201,51 @@ def _claims(  # noqa: PLR0911 - one early return per rule, in the order they app
         return _no(Reason.WRONG_AUDIENCE)
     if claims["type"] != expected.value:
         return _no(Reason.WRONG_TYPE)
-    if now >= claims["exp"] + policy.leeway:
+    # Written so that a NaN anywhere fails closed: every comparison with NaN is false.
+    if not now - policy.leeway < claims["exp"]:
         return _no(Reason.EXPIRED)
-    if now + policy.leeway < claims["nbf"]:
-        return _no(Reason.NOT_YET_VALID)
+    if not (claims["nbf"] <= now + policy.leeway and claims["iat"] <= now + policy.leeway):
+        return _no(Reason.NOT_YET_VALID)  # issued "in the future" would dodge a subject cut-off
     return TokenCheck(True, None, claims)
+
+
+def _is_time(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return 0 <= value < 2**53  # also false for NaN and infinity; no int-to-float overflow
+
+
+def _is_name(value: Any) -> bool:
+    """A non-empty string that encodes as UTF-8 (no lone surrogates)."""
+    if not isinstance(value, str) or not value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _audience_ok(aud: Any, expected: str) -> bool:
     if isinstance(aud, str):
         return aud == expected
     return isinstance(aud, list) and expected in aud and all(isinstance(a, str) for a in aud)
+
+
+def _key_fits(alg: Algorithm, key: Any) -> bool:
+    if alg is Algorithm.HS256:
+        return (
+            isinstance(key, bytes)
+            and len(key) >= MIN_SECRET_BYTES
+            and not key.lstrip().startswith(b"-----")  # a PEM is never an HMAC secret
+        )
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    if alg is Algorithm.EDDSA:
+        return isinstance(key, ed25519.Ed25519PublicKey)
+    if alg is Algorithm.ES256:
+        return isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp256r1"
+    return isinstance(key, rsa.RSAPublicKey) and key.key_size >= 2048
 
 
 def _no(reason: Reason) -> TokenCheck:

@@ -7,9 +7,10 @@ import time
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from mcpsec.core.errors import ConfigError
 from mcpsec.core.signing_keys import Algorithm
 from mcpsec.core.token_rules import (
     MAX_TOKEN_BYTES,
@@ -77,7 +78,7 @@ def test_valid_tokens(kid, key, alg):
 
 def test_alg_none_is_refused():
     token = forge({"alg": "none", "kid": "ed", "typ": "JWT"}, claims(), b"")
-    assert check(token + "").reason is Reason.ALGORITHM_NOT_ALLOWED
+    assert check(token).reason is Reason.ALGORITHM_NOT_ALLOWED
 
 
 def test_hs256_signed_with_the_public_key_as_secret():
@@ -203,3 +204,77 @@ def test_real_clock_smoke():
     assert check(
         signed(claims(iat=time.time(), nbf=time.time(), exp=time.time() + 60)), now=time.time()
     ).valid
+
+
+def nested(depth):
+    return b'{"alg":"EdDSA","kid":"ed","x":' + b"[" * depth + b"]" * depth + b"}"
+
+
+def test_deeply_nested_json_is_malformed_even_deep_in_a_call_stack():
+    payload = b"{" + b'"x":' + b"[" * 1500 + b"]" * 1500 + b"}"
+    for token in (
+        f"{b64(nested(1500))}.{b64(b'{}')}.AAAA",
+        f"{b64(nested(1))}.{b64(payload)}.AAAA",
+    ):
+        assert check(token).reason is Reason.MALFORMED
+
+        def deep(n, token=token):
+            return deep(n - 1, token) if n else check(token)
+
+        assert deep(600).reason is Reason.MALFORMED
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1, 10**309, 2**53])
+def test_times_that_are_not_real_times_are_malformed(bad):
+    for name in ("exp", "nbf", "iat"):
+        assert check(signed(claims(**{name: bad}))).reason is Reason.MALFORMED
+
+
+def test_nan_in_the_clock_or_policy_fails_closed():
+    assert not check(signed(), now=float("nan")).valid
+    with pytest.raises(ConfigError, match="leeway"):
+        Policy(issuer="mcpsec", leeway=float("nan"))
+
+
+@pytest.mark.parametrize("crit", [[], None, "", 0, {}])
+def test_any_crit_header_is_malformed(crit):
+    assert check(signed(headers={"crit": crit})).reason is Reason.MALFORMED
+
+
+@pytest.mark.parametrize(
+    "changes", [{"sub": 5}, {"sub": ""}, {"jti": ""}, {"jti": ["a"]}, {"sub": "\ud800"}]
+)
+def test_subject_and_jti_must_be_real_names(changes):
+    assert check(signed(claims(**changes))).reason is Reason.MALFORMED
+
+
+def test_one_spelling_per_token():
+    token = signed()
+    assert check(token).valid
+    assert check(token + "=").reason is Reason.MALFORMED
+    assert check(token + "==").reason is Reason.MALFORMED
+
+
+def test_issued_in_the_future_is_not_yet_valid():
+    assert check(signed(claims(iat=NOW + 60))).reason is Reason.NOT_YET_VALID
+
+
+def test_es256():
+    key = ec.generate_private_key(ec.SECP256R1())
+    keys = {**KEYS, "es": VerifyKey("es", Algorithm.ES256, key.public_key())}
+    token = signed(kid="es", key=key, alg="ES256")
+    assert check_token(token, keys, POLICY, now=NOW).valid
+
+
+@pytest.mark.parametrize(
+    ("alg", "key"),
+    [
+        (Algorithm.HS256, b"short"),
+        (Algorithm.HS256, b"-----BEGIN PUBLIC KEY-----" + b"x" * 40),
+        (Algorithm.EDDSA, RS.public_key()),
+        (Algorithm.RS256, "not a key"),
+    ],
+)
+def test_a_key_that_cannot_verify_its_algorithm_is_refused_at_load(alg, key):
+    with pytest.raises(ConfigError, match="not a usable"):
+        VerifyKey("k", alg, key)
