@@ -23,6 +23,7 @@ from enum import StrEnum
 from typing import Any, Final, ParamSpec, TypeVar
 
 from mcpsec.core.clock import to_datetime
+from mcpsec.core.durations import MAX_SECONDS, check_lifetime
 from mcpsec.core.errors import InvalidInputError, MCPSecError, NotFoundError, StoreError
 from mcpsec.core.key_filters import KeyFilter
 from mcpsec.core.key_format import (
@@ -65,7 +66,6 @@ _ROTATION_GUARDED: Final = (
 _UPDATE_GUARDED: Final = ("status", "rotated_to", "permissions", "name", "expires_at")
 _CAS_DEADLINE: Final = 5.0
 _OWNER_PASSES: Final = 5  # seconds of compare-and-set retries before calling a key too busy
-MAX_LIFETIME: Final = 100 * 365 * 86400.0
 
 
 class Default:
@@ -304,7 +304,7 @@ class ApiKeys:
     def _rotate_once(self, current: Record, old: ApiKey, grace: float | None) -> Rotation | None:
         lifetime = None
         if old.expires_at:
-            lifetime = min(old.expires_at.timestamp() - old.created_at.timestamp(), MAX_LIFETIME)
+            lifetime = min(old.expires_at.timestamp() - old.created_at.timestamp(), MAX_SECONDS)
         new = self.create(
             old.name,
             owner=old.owner,
@@ -416,7 +416,7 @@ class ApiKeys:
         rotated_from: str | None,
     ) -> ApiKey:
         """Every rule about a key's contents, checked before anything is written."""
-        epoch = to_datetime(0)
+        unset = to_datetime(0)
         return ApiKey(
             key_id="",
             name=check_name(name),
@@ -424,7 +424,7 @@ class ApiKeys:
             status=Status.ACTIVE,
             roles=_unique(self.roles.check_role(r) for r in roles),
             permissions=_unique(check_permission(p) for p in permissions),
-            created_at=epoch,
+            created_at=unset,
             expires_at=None,
             last_used_at=None,
             use_count=0,
@@ -533,13 +533,6 @@ class AsyncApiKeys:
         self.update = _in_thread(keys.update)
 
 
-def check_lifetime(seconds: float | None, *, field: str = "ttl") -> float | None:
-    """None (never), or more than zero and at most 100 years; NaN and infinity fail both."""
-    if seconds is not None and not 0 < seconds <= MAX_LIFETIME:
-        raise InvalidInputError(f"{field} must be more than 0 and at most 100 years", field=field)
-    return seconds
-
-
 def _must_be_rotatable(key: ApiKey) -> None:
     if key.status is not Status.ACTIVE or key.rotated_to:
         detail = f"was rotated to {key.rotated_to}" if key.rotated_to else f"is {key.status}"
@@ -553,10 +546,6 @@ def _backoff(deadline: float) -> Iterator[float]:
     while time.monotonic() < end:
         yield pause * (0.5 + random.random())  # noqa: S311 - jitter, not a secret
         pause = min(pause * 2, 0.1)
-
-
-def _epoch(moment: datetime | None) -> float | None:
-    return moment.timestamp() if moment else None
 
 
 def _unique(items: Iterable[str]) -> tuple[str, ...]:

@@ -10,12 +10,12 @@ nothing at import time, so tests pass a dict.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from mcpsec.core.durations import parse_duration, parse_lifetime
+from mcpsec.core.durations import format_duration, parse_duration, parse_lifetime
 from mcpsec.core.errors import ConfigError, InvalidInputError
 from mcpsec.core.key_format import check_prefix as check_key_prefix
 from mcpsec.core.rbac import RoleTable
@@ -214,12 +214,18 @@ def _build(path: Path, found: bool, merged: dict[str, Any], sources: dict[str, s
     def optional(name: str) -> str | None:
         return text(name) if name in merged else None
 
-    timeout = optional("store.timeout")
-    prefix = optional("store.prefix")
+    def checked(name: str, check: Callable[[str], T], default: T) -> T:
+        value = optional(name)
+        return _checked(check, value, name, sources) if value else default
+
     store = StoreSettings(
         url=text("store.url"),
-        prefix=_prefix(prefix, sources) if prefix else StoreSettings.prefix,
-        timeout=_timeout(timeout, sources) if timeout else StoreSettings.timeout,
+        prefix=checked("store.prefix", check_prefix, StoreSettings.prefix),
+        timeout=checked(
+            "store.timeout",
+            lambda v: _timeout(parse_duration(v, field="store.timeout")),
+            StoreSettings.timeout,
+        ),
     )
     secret = optional("tokens.secret")
     secret_file = optional("tokens.secret_file")
@@ -229,15 +235,13 @@ def _build(path: Path, found: bool, merged: dict[str, Any], sources: dict[str, s
         secret_file=_relative_to(path, secret_file) if secret_file else None,
         keys_dir=_relative_to(path, keys_dir) if keys_dir else path.parent / "signing-keys",
     )
-    key_prefix = optional("keys.prefix")
-    key_ttl = optional("keys.default_ttl")
     keys = KeySettings(
-        prefix=_checked(check_key_prefix, key_prefix, "keys.prefix", sources)
-        if key_prefix
-        else KeySettings.prefix,
-        default_ttl=_lifetime(key_ttl, "keys.default_ttl", sources)
-        if key_ttl
-        else KeySettings.default_ttl,
+        prefix=checked("keys.prefix", check_key_prefix, KeySettings.prefix),
+        default_ttl=checked(
+            "keys.default_ttl",
+            lambda v: parse_lifetime(v, field="keys.default_ttl"),
+            KeySettings.default_ttl,
+        ),
     )
     roles = _roles(merged["roles"], path) if "roles" in merged else DEFAULT_ROLES
     return Settings(path, found, store, tokens, keys, roles, sources)
@@ -250,36 +254,22 @@ def _roles(definitions: Mapping[str, Any], path: Path) -> RoleTable:
         raise ConfigError(f"config file {path}: {e}", source=str(path)) from None
 
 
-def _timeout(value: str, sources: Mapping[str, str]) -> float:
+def _timeout(seconds: float) -> float:
     """Seconds to wait for the store; capped, since a command that hangs for hours is a bug."""
-    name = "store.timeout"
-    try:
-        seconds = parse_duration(value, field=name)
-    except InvalidInputError as e:
-        raise ConfigError(f"{name} from {sources[name]}: {e}") from e
     if seconds > MAX_STORE_TIMEOUT:
-        raise ConfigError(f"{name} from {sources[name]}: {value} is longer than 10m")
+        raise InvalidInputError(f"{format_duration(seconds)} is longer than 10m")
     return seconds
 
 
-def _checked(check: Any, value: str, name: str, sources: Mapping[str, str]) -> Any:
+T = TypeVar("T")
+
+
+def _checked(check: Callable[[str], T], value: str, name: str, sources: Mapping[str, str]) -> T:
+    """Run one setting's check; a refusal becomes a config error naming where it came from."""
     try:
         return check(value)
     except InvalidInputError as e:
         raise ConfigError(f"{name} from {sources[name]}: {e}") from e
-
-
-def _lifetime(value: str, name: str, sources: Mapping[str, str]) -> float | None:
-    """A duration, or `never`."""
-    lifetime: float | None = _checked(lambda v: parse_lifetime(v, field=name), value, name, sources)
-    return lifetime
-
-
-def _prefix(value: str, sources: Mapping[str, str]) -> str:
-    try:
-        return check_prefix(value)
-    except InvalidInputError as e:
-        raise ConfigError(f"store.prefix from {sources['store.prefix']}: {e}") from e
 
 
 def _relative_to(config_path: Path, value: str) -> Path:

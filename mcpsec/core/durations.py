@@ -52,3 +52,14 @@ def parse_lifetime(text: str, *, field: str = "ttl") -> float | None:
     if text.strip().lower() == "never":
         return None
     return parse_duration(text, field=field)
+
+
+def check_lifetime(seconds: float | None, *, field: str = "ttl") -> float | None:
+    """How long something may live: None (never), or more than zero and at most 100 years.
+
+    The one bound for every expiry (records, keys, grace periods); NaN and infinity fail
+    both comparisons, so they are refused too.
+    """
+    if seconds is not None and not 0 < seconds <= MAX_SECONDS:
+        raise InvalidInputError(f"{field} must be more than 0 and at most 100 years", field=field)
+    return seconds

@@ -125,13 +125,13 @@ def to_fields(key: ApiKey, secret_hash: str) -> dict[str, Any]:
         "roles": list(key.roles),
         "permissions": list(key.permissions),
         "created_at": key.created_at.timestamp(),
-        "expires_at": _epoch(key.expires_at),
-        "last_used_at": _epoch(key.last_used_at),
+        "expires_at": epoch(key.expires_at),
+        "last_used_at": epoch(key.last_used_at),
         "use_count": key.use_count,
         "rate_limit": _rate_fields(key.rate_limit),
         "rotated_from": key.rotated_from,
         "rotated_to": key.rotated_to,
-        "revoked_at": _epoch(key.revoked_at),
+        "revoked_at": epoch(key.revoked_at),
         "revoked_reason": key.revoked_reason,
         "grant_tokens": grant_tokens(key.roles, key.permissions),
         "hash": secret_hash,
@@ -175,7 +175,7 @@ def status_at(fields: Mapping[str, Any], now: float) -> Status:
     return Status.ACTIVE
 
 
-def _epoch(moment: datetime | None) -> float | None:
+def epoch(moment: datetime | None) -> float | None:
     return moment.timestamp() if moment else None
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final, Protocol, runtime_checkable
 
+from mcpsec.core.durations import check_lifetime
 from mcpsec.core.errors import InvalidInputError
 
 JSONValue = Any
@@ -28,7 +29,6 @@ JSONValue = Any
 _NAME = re.compile(r"[^\s{}\x00-\x1f\x7f]{1,200}")
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _PREFIX = re.compile(r"[^\s{}\x00-\x1f\x7f]{0,64}")
-MAX_TTL: Final = 100 * 365 * 86400.0  # seconds; beyond this, "never expires" is what was meant
 RESERVED_PREFIX: Final = "__"
 INT64_MIN: Final = -(2**63)
 INT64_MAX: Final = 2**63 - 1
@@ -260,12 +260,7 @@ def is_counter(value: JSONValue) -> bool:
 
 
 def check_ttl(ttl: float | None) -> float | None:
-    """Positive and at most 100 years; NaN and infinity fail both comparisons."""
-    if ttl is not None and not 0 < ttl <= MAX_TTL:
-        raise InvalidInputError(
-            f"ttl must be more than 0 and at most 100 years, got {ttl}", field="ttl"
-        )
-    return ttl
+    return check_lifetime(ttl, field="ttl")
 
 
 def check_limit(limit: int) -> int:
