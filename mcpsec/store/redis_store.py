@@ -149,9 +149,12 @@ class RedisStore:
         pairs = [item for pair in codec.encode_fields(fields).items() for item in pair]
         ttl_ms = _milliseconds(ttl) if ttl else ""
         with self._errors():
-            written, expires_ms = self._scripts["record_put"](
-                keys=[self._record_key(kind, id)],
-                args=["1" if only_if_absent else "0", ttl_ms, *pairs],
+            written, expires_ms = self._run(
+                "record_put",
+                [self._record_key(kind, id)],
+                "1" if only_if_absent else "0",
+                ttl_ms,
+                *pairs,
             )
             # Also when not written: the record may be ours from a try whose reply was lost.
             self._register(kind, id, int(expires_ms))
@@ -177,23 +180,11 @@ class RedisStore:
         tokens = " ".join(_token(t) for t in accepted)
         key = self._record_key(KEY_KIND, key_id)
         with self._errors():
-            reply = self._evalsha("key_touch", key, f'"{_hex(secret_hash)}"', tokens)
+            reply = self._run("key_touch", [key], f'"{_hex(secret_hash)}"', tokens)
         outcome = KeyOutcome(reply[0])
         if outcome is KeyOutcome.UNKNOWN:
             return KeyTouch(outcome)
         return KeyTouch(outcome, dict(zip(KEY_GRANT_FIELDS, codec.decode(reply[1]), strict=True)))
-
-    def _evalsha(self, name: str, key: str, *args: str) -> Any:
-        """EVALSHA of a one-key script without redis-py's Script wrapper (the verify hot path).
-
-        NOSCRIPT means the script did not run, so loading it and calling again is safe.
-        """
-        script = self._scripts[name]
-        try:
-            return self.client.evalsha(script.sha, 1, key, *args)
-        except redis.exceptions.NoScriptError:
-            self.client.script_load(script.script)
-            return self.client.evalsha(script.sha, 1, key, *args)
 
     def delete(self, kind: str, id: str) -> bool:
         check_kind(kind)
@@ -211,7 +202,7 @@ class RedisStore:
         start = f"({cursor}" if cursor else "-"
         idx, _, versions, _ = self._index_keys(kind)
         with self._errors():
-            reply = self._scripts["index_page"](keys=[idx, versions], args=[start, limit])
+            reply = self._run("index_page", [idx, versions], start, limit)
             ids, seen = reply[0::2], reply[1::2]
             raws = self._read_records(kind, ids)
             # An id whose record expired (or was deleted mid-way) is skipped and forgotten.
@@ -243,7 +234,7 @@ class RedisStore:
         for name, amount in (increment or {}).items():
             args += [name, str(amount)]
         with self._errors(), _not_integer_is_input_error():
-            reply = self._scripts["record_update"](keys=[self._record_key(kind, id)], args=args)
+            reply = self._run("record_update", [self._record_key(kind, id)], *args)
         status = UpdateStatus(reply[0])
         if status is UpdateStatus.MISSING:
             return UpdateResult(status, None)
@@ -323,6 +314,20 @@ class RedisStore:
     def _record_key(self, kind: str, id: str) -> str:
         return self.prefix + kind + ":{" + id + "}"
 
+    def _run(self, name: str, keys: Sequence[str], *args: Any) -> Any:
+        """EVALSHA of one of our scripts, with every key it touches declared (one slot).
+
+        NOSCRIPT means the script did not run (a restarted or new node), so loading it and
+        calling again is safe; nothing else is ever retried. EVALSHA is called directly
+        rather than through redis-py's Script wrapper: this is every verify's path.
+        """
+        script = self._scripts[name]
+        try:
+            return self.client.evalsha(script.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            self.client.script_load(script.script)
+            return self.client.evalsha(script.sha, len(keys), *keys, *args)
+
     def _index_keys(self, kind: str) -> tuple[str, str, str, str]:
         """The id index, expiry hints, versions and counter of a kind: one slot."""
         tag = ":{" + kind + "}"
@@ -346,9 +351,7 @@ class RedisStore:
 
     def _register(self, kind: str, id: str, expires_ms: int) -> None:
         """Index a record just written; then sweep the expired entries the index names."""
-        candidates = self._scripts["index_add"](
-            keys=builtins.list(self._index_keys(kind)), args=[id, expires_ms, SWEEP_PER_WRITE]
-        )
+        candidates = self._run("index_add", self._index_keys(kind), id, expires_ms, SWEEP_PER_WRITE)
         if candidates:
             self._sweep(kind, builtins.list(zip(candidates[0::2], candidates[1::2], strict=True)))
 
@@ -367,7 +370,7 @@ class RedisStore:
     def _forget(self, kind: str, mode: str, entries: Sequence[tuple[str, str]]) -> None:
         idx, exp, versions, _ = self._index_keys(kind)
         args = [mode, *(item for entry in entries for item in entry)]
-        self._scripts["index_forget"](keys=[idx, exp, versions], args=args)
+        self._run("index_forget", [idx, exp, versions], *args)
 
     def _one_node(self) -> Any:
         """Server-wide questions (time, version) go to one node, also on a cluster."""
