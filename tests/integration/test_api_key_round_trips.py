@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
-from uuid import uuid4
 
 import pytest
 from mcpsec.core.api_keys import ApiKeys
-from mcpsec.store import open_store
 from mcpsec.store.redis_store import RedisStore
 
-from tests.support.redis_servers import RedisClusterProcs, RedisServer
-
 pytestmark = pytest.mark.redis_server
-
-
-@pytest.fixture(params=["redis", "cluster"])
-def store(request: pytest.FixtureRequest) -> Iterator[RedisStore]:
-    server: RedisServer | RedisClusterProcs = request.getfixturevalue(
-        "redis_server" if request.param == "redis" else "redis_cluster"
-    )
-    opened = open_store(server.url, prefix=f"t{uuid4().hex[:8]}:")
-    assert isinstance(opened, RedisStore)
-    yield opened
-    opened.close()
 
 
 @pytest.mark.parametrize("outcome", ["valid", "revoked", "wrong-secret"])

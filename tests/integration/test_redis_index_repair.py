@@ -3,30 +3,14 @@ the two steps must not leave a live record that `list` can never show."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
-from uuid import uuid4
 
 import pytest
 import redis
 from mcpsec.core.errors import StoreUnavailableError
-from mcpsec.store import open_store
 from mcpsec.store.redis_store import RedisStore
 
-from tests.support.redis_servers import RedisClusterProcs, RedisServer
-
 pytestmark = pytest.mark.redis_server
-
-
-@pytest.fixture(params=["redis", "cluster"])
-def store(request: pytest.FixtureRequest) -> Iterator[RedisStore]:
-    server: RedisServer | RedisClusterProcs = request.getfixturevalue(
-        "redis_server" if request.param == "redis" else "redis_cluster"
-    )
-    opened = open_store(server.url, prefix=f"t{uuid4().hex[:8]}:")
-    assert isinstance(opened, RedisStore)
-    yield opened
-    opened.close()
 
 
 def fail_once(store: RedisStore, script: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import re
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -320,76 +321,69 @@ def test_default_roles() -> None:
 # --- expiry by the injectable clock ------------------------------------------------------------
 
 
-def test_expiry_follows_the_store_clock(tmp_path: Path) -> None:
-    clock = ManualClock(1_700_000_000.0)
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(1_700_000_000.0)
+
+
+@pytest.fixture
+def keys(tmp_path: Path, clock: ManualClock) -> Iterator[ApiKeys]:
+    """API keys on an SQLite store whose clock moves only when the test says so."""
     path = tmp_path / "mcpsec.db"
     store = SqliteStore(path, url=f"sqlite:///{path}", clock=clock)
-    try:
-        keys = ApiKeys(store)
-        created = keys.create("short", ttl=60)
-        lasting = keys.create("lasting", ttl=None)
-        assert created.created_at.timestamp() == 1_700_000_000.0
-        assert created.expires_at is not None
-        assert created.expires_at.timestamp() == 1_700_000_060.0
-
-        assert keys.verify(created.api_key).valid
-        clock.advance(59.5)
-        assert keys.verify(created.api_key).valid
-        assert keys.show(created.key_id).last_used_at == to_datetime(clock.now())
-
-        clock.advance(1.5)  # 61 s after creation
-        verdict = keys.verify(created.api_key)
-        assert (verdict.valid, verdict.reason) == (False, Reason.EXPIRED)
-        shown = keys.show(created.key_id)
-        assert shown.status is Status.EXPIRED
-        assert shown.use_count == 2
-        assert keys.verify(lasting.api_key).valid
-
-        expired = keys.list(where=KeyFilter(status=StatusChoice.EXPIRED))
-        assert [k.key_id for k in expired.keys] == [created.key_id]
-        active = keys.list(where=KeyFilter(status=StatusChoice.ACTIVE))
-        assert [k.key_id for k in active.keys] == [lasting.key_id]
-
-        clock.advance(10 * 365 * 86400)
-        assert keys.verify(lasting.api_key).valid
-    finally:
-        store.close()
+    yield ApiKeys(store)
+    store.close()
 
 
-def test_the_exact_expiry_instant_is_expired(tmp_path: Path) -> None:
-    clock = ManualClock(1_700_000_000.0)
-    path = tmp_path / "mcpsec.db"
-    store = SqliteStore(path, url=f"sqlite:///{path}", clock=clock)
-    try:
-        keys = ApiKeys(store)
-        created = keys.create("edge", ttl=10)
-        clock.advance(10)
-        assert keys.verify(created.api_key).reason is Reason.EXPIRED
-        assert keys.show(created.key_id).status is Status.EXPIRED
-    finally:
-        store.close()
+def test_expiry_follows_the_store_clock(clock: ManualClock, keys: ApiKeys) -> None:
+    created = keys.create("short", ttl=60)
+    lasting = keys.create("lasting", ttl=None)
+    assert created.created_at.timestamp() == 1_700_000_000.0
+    assert created.expires_at is not None
+    assert created.expires_at.timestamp() == 1_700_000_060.0
+
+    assert keys.verify(created.api_key).valid
+    clock.advance(59.5)
+    assert keys.verify(created.api_key).valid
+    assert keys.show(created.key_id).last_used_at == to_datetime(clock.now())
+
+    clock.advance(1.5)  # 61 s after creation
+    verdict = keys.verify(created.api_key)
+    assert (verdict.valid, verdict.reason) == (False, Reason.EXPIRED)
+    shown = keys.show(created.key_id)
+    assert shown.status is Status.EXPIRED
+    assert shown.use_count == 2
+    assert keys.verify(lasting.api_key).valid
+
+    expired = keys.list(where=KeyFilter(status=StatusChoice.EXPIRED))
+    assert [k.key_id for k in expired.keys] == [created.key_id]
+    active = keys.list(where=KeyFilter(status=StatusChoice.ACTIVE))
+    assert [k.key_id for k in active.keys] == [lasting.key_id]
+
+    clock.advance(10 * 365 * 86400)
+    assert keys.verify(lasting.api_key).valid
 
 
-def test_rotation_grace_and_filters_by_the_clock(tmp_path: Path) -> None:
-    clock = ManualClock(1_700_000_000.0)
-    path = tmp_path / "mcpsec.db"
-    store = SqliteStore(path, url=f"sqlite:///{path}", clock=clock)
-    try:
-        keys = ApiKeys(store)
-        old = keys.create("ci-bot", ttl=30 * 86400)
-        clock.advance(86400)
-        rotation = keys.rotate(old.key_id, grace=3600)
-        assert rotation.old_key_expires_at is not None
-        assert rotation.old_key_expires_at.timestamp() == clock.now() + 3600
-        clock.advance(3599)
-        assert keys.verify(old.api_key).valid
-        soon = keys.list(where=KeyFilter(expiring_within=60))
-        assert [k.key_id for k in soon.keys] == [old.key_id]
-        clock.advance(1)
-        assert keys.verify(old.api_key).reason is Reason.EXPIRED
-        assert keys.verify(rotation.api_key).valid
-        clock.advance(1000)  # the old key was last used 1001 s ago, its successor 1000 s ago
-        unused = keys.list(where=KeyFilter(unused_for=1000.5))
-        assert [k.key_id for k in unused.keys] == [old.key_id]
-    finally:
-        store.close()
+def test_the_exact_expiry_instant_is_expired(clock: ManualClock, keys: ApiKeys) -> None:
+    created = keys.create("edge", ttl=10)
+    clock.advance(10)
+    assert keys.verify(created.api_key).reason is Reason.EXPIRED
+    assert keys.show(created.key_id).status is Status.EXPIRED
+
+
+def test_rotation_grace_and_filters_by_the_clock(clock: ManualClock, keys: ApiKeys) -> None:
+    old = keys.create("ci-bot", ttl=30 * 86400)
+    clock.advance(86400)
+    rotation = keys.rotate(old.key_id, grace=3600)
+    assert rotation.old_key_expires_at is not None
+    assert rotation.old_key_expires_at.timestamp() == clock.now() + 3600
+    clock.advance(3599)
+    assert keys.verify(old.api_key).valid
+    soon = keys.list(where=KeyFilter(expiring_within=60))
+    assert [k.key_id for k in soon.keys] == [old.key_id]
+    clock.advance(1)
+    assert keys.verify(old.api_key).reason is Reason.EXPIRED
+    assert keys.verify(rotation.api_key).valid
+    clock.advance(1000)  # the old key was last used 1001 s ago, its successor 1000 s ago
+    unused = keys.list(where=KeyFilter(unused_for=1000.5))
+    assert [k.key_id for k in unused.keys] == [old.key_id]
