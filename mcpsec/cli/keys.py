@@ -12,7 +12,8 @@ from mcpsec.cli.options import JsonFlag, QuietFlag, read_value
 from mcpsec.cli.state import state_of
 
 if TYPE_CHECKING:
-    from mcpsec.core.api_keys import KeyPage, Verdict
+    from mcpsec.core.api_keys import Verdict
+    from mcpsec.core.key_records import ApiKey
 
 app = typer.Typer(
     add_completion=False,
@@ -74,8 +75,7 @@ def create(
         rate_limit=parse_rate_limit(rate_limit) if rate_limit else None,
     )
     out.result(created)
-    if out.mode.value == "human":
-        out.warn(ONCE)
+    out.note(f"note: {ONCE}")
 
 
 @app.command()
@@ -159,12 +159,10 @@ def list_keys(
     out = state.output(json=json, quiet=quiet)
     where = parse_filter(status, expiring_within, unused_for)
     page = state.api_keys().list(owner=owner, where=where, limit=limit, cursor=cursor)
-    if out.mode.value != "human":  # JSON: the page; quiet: one key id per line
-        out.result(page if out.mode.value == "json" else page.keys)
-        return
-    out.table(("KEY ID", "NAME", "OWNER", "STATUS", "EXPIRES", "LAST USED", "USES"), _rows(page))
+    columns = ("KEY ID", "NAME", "OWNER", "STATUS", "EXPIRES", "LAST USED", "USES")
+    out.listing(page.keys, columns, _row, document=page)
     if page.next_cursor:
-        out.warn(f"more keys: add --cursor {page.next_cursor}")
+        out.note(f"more keys: add --cursor {page.next_cursor}")
 
 
 @app.command()
@@ -195,8 +193,7 @@ def rotate(
     kept = None if now else parse_duration(grace) if grace else DEFAULT_GRACE
     rotation = state.api_keys().rotate(key_id, grace=kept)
     out.result(rotation)
-    if out.mode.value == "human":
-        out.warn(ONCE)
+    out.note(f"note: {ONCE}")
 
 
 @app.command()
@@ -270,19 +267,16 @@ def _verdict_line(verdict: Verdict) -> str:
     return "valid" if verdict.valid else f"invalid: {verdict.reason}"
 
 
-def _rows(page: KeyPage) -> list[tuple[str, ...]]:
-    return [
-        (
-            k.key_id,
-            k.name,
-            k.owner or "-",
-            k.status.value,
-            _when(k.expires_at, "never"),
-            _when(k.last_used_at, "never"),
-            str(k.use_count),
-        )
-        for k in page.keys
-    ]
+def _row(key: ApiKey) -> tuple[str, ...]:
+    return (
+        key.key_id,
+        key.name,
+        key.owner or "-",
+        key.status.value,
+        _when(key.expires_at, "never"),
+        _when(key.last_used_at, "never"),
+        str(key.use_count),
+    )
 
 
 def _when(moment: datetime | None, missing: str) -> str:

@@ -59,6 +59,23 @@ class Output:
         else:
             self.fields(jsonable(value))
 
+    def listing(
+        self,
+        items: Sequence[Any],
+        columns: Sequence[str],
+        row: Callable[[Any], Sequence[str]],
+        *,
+        document: Any = None,
+    ) -> None:
+        """A list result: a table for people, `document` (or the items) as JSON, and the
+        essential field of each item, one per line, for --quiet."""
+        if self.mode is Mode.HUMAN:
+            self.table(columns, [row(item) for item in items])
+        elif self.mode is Mode.JSON:
+            self.result(items if document is None else document)
+        else:
+            self.result(list(items))
+
     def fields(self, document: Mapping[str, Any]) -> None:
         """Aligned `name: value` lines. Values are never wrapped: a verifier or key split over
         two lines breaks copy-paste."""

@@ -31,15 +31,14 @@ def list_roles(ctx: typer.Context, json: JsonFlag = False, quiet: QuietFlag = Fa
     out = state.output(json=json, quiet=quiet)
     table = state.settings().roles
     views = [explain(table, name) for name in sorted(table.roles)]
-    if out.mode.value != "human":
-        out.result(views)
-        return
-    out.table(
+    out.listing(
+        views,
         ("ROLE", "INHERITS", "EFFECTIVE PERMISSIONS"),
-        [
-            (v.name, ", ".join(v.inherits) or "-", " ".join(g.permission for g in v.effective))
-            for v in views
-        ],
+        lambda v: (
+            v.name,
+            ", ".join(v.inherits) or "-",
+            " ".join(g.permission for g in v.effective),
+        ),
     )
 
 

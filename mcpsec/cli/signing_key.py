@@ -44,12 +44,10 @@ def list_keys(ctx: typer.Context, json: JsonFlag = False, quiet: QuietFlag = Fal
     state = state_of(ctx)
     out = state.output(json=json, quiet=quiet)
     keys = state.keyring().listing()
-    if out.mode.value != "human":
-        out.result(keys)
-        return
-    out.table(
+    out.listing(
+        keys,
         ("KID", "ALG", "STATUS", "CREATED"),
-        [(k.kid, k.alg.value, k.status, k.created_at.strftime("%Y-%m-%d %H:%M")) for k in keys],
+        lambda k: (k.kid, k.alg.value, k.status, k.created_at.strftime("%Y-%m-%d %H:%M")),
     )
 
 
