@@ -144,7 +144,7 @@ def _store_checks(settings: Settings, opener: StoreOpener, now: Callable[[], flo
     shared_clock = info.backend == "sqlite"  # the embedded store reads this machine's clock
     return [
         _store_ok(info),
-        *_policy_check(info),
+        *_store_warnings(info),
         _clock_check(now(), None if shared_clock else store_now),
     ]
 
@@ -153,7 +153,7 @@ def _store_ok(info: StoreInfo) -> Check:
     return Check("store", Status.OK, f"{info.backend} {info.version} at {info.url}", Area.STORE)
 
 
-def _policy_check(info: StoreInfo) -> list[Check]:
+def _store_warnings(info: StoreInfo) -> list[Check]:
     file_mode = int(info.details.get("file_mode", "0"), 8)
     if file_mode & 0o077:
         return [

@@ -143,7 +143,7 @@ class Keyring:
                 raise NotFoundError(f"no signing key with kid {kid!r}")
             if found.retired_at is not None:
                 raise InvalidInputError(f"key {kid} is retired; generate a new one")
-            self._private_or_refuse(found)
+            self.private_key(found)  # a key about to sign must load and match its kid now
             self._write([replace(k, signer=k.kid == kid) for k in keys])
         return replace(found, signer=True)
 
@@ -210,10 +210,6 @@ class Keyring:
         except OSError as e:
             raise ConfigError(f"cannot write a key into {self.folder}: {e.strerror}") from e
         return SigningKey(kid, alg, time.time(), name, signer=signer)
-
-    def _private_or_refuse(self, key: SigningKey) -> None:
-        """A key about to sign must load and match its kid now, not at the first token."""
-        self.private_key(key)
 
     def _check_folder(self) -> None:
         """Only this user may change what is in the keyring: whoever can replace a key file

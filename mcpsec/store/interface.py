@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final, Protocol, runtime_checkable
 
-from mcpsec.core.durations import check_lifetime
 from mcpsec.core.errors import InvalidInputError
 
 JSONValue = Any
@@ -257,10 +256,6 @@ def is_counter(value: JSONValue) -> bool:
     return (
         isinstance(value, int) and not isinstance(value, bool) and INT64_MIN <= value <= INT64_MAX
     )
-
-
-def check_ttl(ttl: float | None) -> float | None:
-    return check_lifetime(ttl, field="ttl")
 
 
 def check_limit(limit: int) -> int:

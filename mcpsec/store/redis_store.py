@@ -37,6 +37,7 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
+from mcpsec.core.durations import check_lifetime
 from mcpsec.core.errors import ConfigError, InvalidInputError, StoreError
 from mcpsec.store import codec
 from mcpsec.store.interface import (
@@ -58,7 +59,6 @@ from mcpsec.store.interface import (
     check_kind,
     check_limit,
     check_prefix,
-    check_ttl,
     check_update,
 )
 from mcpsec.store.redis_errors import translate
@@ -145,7 +145,7 @@ class RedisStore:
         check_kind(kind)
         check_id(id)
         check_fields(fields)
-        check_ttl(ttl)
+        check_lifetime(ttl)
         pairs = [item for pair in codec.encode_fields(fields).items() for item in pair]
         ttl_ms = _milliseconds(ttl) if ttl else ""
         with self._errors():
@@ -430,7 +430,7 @@ def _expiry_mode(ttl: float | _Keep | None) -> tuple[str, int | str]:
         return "keep", ""
     if ttl is None:
         return "persist", ""
-    check_ttl(ttl)
+    check_lifetime(ttl)
     return "set", _milliseconds(ttl)
 
 

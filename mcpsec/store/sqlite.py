@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Final
 
 from mcpsec.core.clock import Clock, SystemClock
+from mcpsec.core.durations import check_lifetime
 from mcpsec.core.errors import (
     ConfigError,
     InvalidInputError,
@@ -49,7 +50,6 @@ from mcpsec.store.interface import (
     check_id,
     check_kind,
     check_limit,
-    check_ttl,
     check_update,
     is_counter,
 )
@@ -111,7 +111,7 @@ class SqliteStore:
         check_kind(kind)
         check_id(id)
         check_fields(fields)
-        check_ttl(ttl)
+        check_lifetime(ttl)
         data = codec.encode_document(fields)
         with self._write() as db:
             now = self.clock.now()
@@ -225,7 +225,7 @@ class SqliteStore:
         check_id(id)
         check_update(set, increment, expect)
         if not isinstance(ttl, _Keep):
-            check_ttl(ttl)
+            check_lifetime(ttl)
         with self._write() as db:
             now = self.clock.now()
             row = self._live_row(db, kind, id, now)
