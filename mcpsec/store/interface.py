@@ -186,6 +186,22 @@ class Store(Protocol):
         """
         ...
 
+    def set_mark(self, group: str, name: str, value: float, *, ttl: float) -> float:
+        """Raise mark `name` of `group` to at least `value`, alive at least `ttl` seconds more.
+
+        A mark never goes down and never lives shorter than it was told to, so setting one
+        twice (or two processes at once) keeps the larger value and the later expiry.
+        Returns the value the mark now holds. Marks are how token revocations are kept.
+        """
+        ...
+
+    def get_marks(self, group: str, names: Sequence[str]) -> builtins.list[float | None]:
+        """The live values of several marks of one group, in the order asked (None: absent).
+
+        One round trip, and on a cluster one slot: a group is one hash tag.
+        """
+        ...
+
     def now(self) -> float:
         """The store's clock in epoch seconds: the time every expiry is measured against."""
         ...
@@ -256,6 +272,17 @@ def is_counter(value: JSONValue) -> bool:
     return (
         isinstance(value, int) and not isinstance(value, bool) and INT64_MIN <= value <= INT64_MAX
     )
+
+
+def check_mark(group: str, names: Sequence[str], value: float = 0.0) -> None:
+    """Groups and names follow the id rules; a value must be a finite number."""
+    check_id(group, "mark group")
+    if not names:
+        raise InvalidInputError("at least one mark name is needed", field="names")
+    for name in names:
+        check_id(name, "mark name")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not abs(value) < 2**53:
+        raise InvalidInputError(f"mark value {value!r} is not a finite number", field="value")
 
 
 def check_limit(limit: int) -> int:

@@ -11,6 +11,8 @@ kinds start with a letter, so the `_` families can never collide with a record k
     <prefix>_ver:{<kind>}      id -> version of its last registration in the index
     <prefix>_seq:{<kind>}      the kind's registration counter
     <prefix>_log:{<stream>}    a stream; each entry holds one field `d`, the JSON body
+    <prefix>_mark:{<group>}:<name>
+                               a mark: a number with an expiry (token revocations)
 
 A record and its index entry live in different slots, so they cannot change in one step.
 Writers write the record, then register it (a new version); whoever finds a record gone
@@ -58,6 +60,7 @@ from mcpsec.store.interface import (
     check_id,
     check_kind,
     check_limit,
+    check_mark,
     check_prefix,
     check_update,
 )
@@ -75,6 +78,8 @@ _SCRIPTS: Final = (
     "index_forget",
     "index_page",
     "key_touch",
+    "mark_set",
+    "marks_get",
 )
 
 Client = redis.Redis | RedisCluster
@@ -185,6 +190,21 @@ class RedisStore:
         if outcome is KeyOutcome.UNKNOWN:
             return KeyTouch(outcome)
         return KeyTouch(outcome, dict(zip(KEY_GRANT_FIELDS, codec.decode(reply[1]), strict=True)))
+
+    def set_mark(self, group: str, name: str, value: float, *, ttl: float) -> float:
+        check_mark(group, [name], value)
+        check_lifetime(ttl)
+        with self._errors():
+            held = self._run(
+                "mark_set", [self._mark_key(group, name)], repr(float(value)), _milliseconds(ttl)
+            )
+        return float(held)
+
+    def get_marks(self, group: str, names: Sequence[str]) -> builtins.list[float | None]:
+        check_mark(group, names)
+        with self._errors():
+            values = self._run("marks_get", [self._mark_key(group, n) for n in names])
+        return [float(v) if v is not None else None for v in values]
 
     def delete(self, kind: str, id: str) -> bool:
         check_kind(kind)
@@ -337,6 +357,9 @@ class RedisStore:
             self.prefix + "_ver" + tag,
             self.prefix + "_seq" + tag,
         )
+
+    def _mark_key(self, group: str, name: str) -> str:
+        return self.prefix + "_mark:{" + group + "}:" + name
 
     def _log_key(self, stream: str) -> str:
         return self.prefix + "_log:{" + stream + "}"

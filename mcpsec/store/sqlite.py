@@ -50,12 +50,13 @@ from mcpsec.store.interface import (
     check_id,
     check_kind,
     check_limit,
+    check_mark,
     check_update,
     is_counter,
 )
 from mcpsec.store.url import redact_url
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS records (
     kind TEXT NOT NULL,
@@ -72,6 +73,14 @@ CREATE TABLE IF NOT EXISTS log (
     data TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS log_stream ON log (stream, seq);
+CREATE TABLE IF NOT EXISTS marks (
+    grp TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (grp, name)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS marks_expiry ON marks (expires_at);
 """
 _PURGE_EVERY: Final = 60.0  # seconds between sweeps of expired rows; reads ignore them anyway
 _FOLLOW_POLL: Final = 0.05
@@ -304,6 +313,44 @@ class SqliteStore:
             )
         return [LogEntry(str(seq), t, codec.decode(data)) for seq, t, data in reversed(rows)]
 
+    # -- marks ---------------------------------------------------------------------------
+
+    def set_mark(self, group: str, name: str, value: float, *, ttl: float) -> float:
+        check_mark(group, [name], value)
+        check_lifetime(ttl)
+        with self._write() as db:
+            now = self.clock.now()
+            # An expired row counts as absent: its value must not hold the new one down.
+            db.execute(
+                "INSERT INTO marks (grp, name, value, expires_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (grp, name) DO UPDATE SET "
+                "value = CASE WHEN expires_at <= ? THEN excluded.value "
+                "ELSE max(value, excluded.value) END, "
+                "expires_at = CASE WHEN expires_at <= ? THEN excluded.expires_at "
+                "ELSE max(expires_at, excluded.expires_at) END",
+                (group, name, float(value), now + ttl, now, now),
+            )
+            (held,) = db.execute(
+                "SELECT value FROM marks WHERE grp = ? AND name = ?", (group, name)
+            ).fetchone()
+        return float(held)
+
+    def get_marks(self, group: str, names: Sequence[str]) -> builtins.list[float | None]:
+        check_mark(group, names)
+        marks = ", ".join("?" * len(names))
+        with self._errors():
+            rows = (
+                self._connection()
+                .execute(
+                    f"SELECT name, value FROM marks WHERE grp = ? AND name IN ({marks}) "  # noqa: S608 - only placeholders are interpolated
+                    "AND expires_at > ?",
+                    (group, *names, self.clock.now()),
+                )
+                .fetchall()
+            )
+        found = dict(rows)
+        return [found.get(name) for name in names]
+
     # -- the rest --------------------------------------------------------------------------
 
     def now(self) -> float:
@@ -411,6 +458,7 @@ class SqliteStore:
         if now >= self._next_purge:
             self._next_purge = now + _PURGE_EVERY
             db.execute("DELETE FROM records WHERE expires_at <= ?", (now,))
+            db.execute("DELETE FROM marks WHERE expires_at <= ?", (now,))
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
