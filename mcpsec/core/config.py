@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from mcpsec.core.durations import format_duration, parse_duration, parse_lifetime
+from mcpsec.core.durations import MAX_SECONDS, format_duration, parse_duration, parse_lifetime
 from mcpsec.core.errors import ConfigError, InvalidInputError
 from mcpsec.core.key_format import check_prefix as check_key_prefix
 from mcpsec.core.rbac import RoleTable
@@ -25,6 +25,7 @@ from mcpsec.store.interface import check_prefix
 
 CONFIG_ENV = "MCPSEC_CONFIG"
 MAX_STORE_TIMEOUT = 600.0
+MAX_LEEWAY = 300.0
 
 # Every setting: its dotted name, the environment variable that sets it, and whether it is a
 # secret (redacted by `config show`). Later capabilities add their rows here.
@@ -35,6 +36,13 @@ ENV_VARS: dict[str, str] = {
     "tokens.secret": "MCPSEC_JWT_SECRET",
     "tokens.secret_file": "MCPSEC_JWT_SECRET_FILE",
     "tokens.keys_dir": "MCPSEC_JWT_KEYS_DIR",
+    "tokens.issuer": "MCPSEC_JWT_ISSUER",
+    "tokens.audience": "MCPSEC_JWT_AUDIENCE",
+    "tokens.access_ttl": "MCPSEC_JWT_ACCESS_TTL",
+    "tokens.refresh_ttl": "MCPSEC_JWT_REFRESH_TTL",
+    "tokens.algorithms": "MCPSEC_JWT_ALGORITHMS",
+    "tokens.leeway": "MCPSEC_JWT_LEEWAY",
+    "tokens.reuse_leeway": "MCPSEC_JWT_REUSE_LEEWAY",
     "keys.prefix": "MCPSEC_KEY_PREFIX",
     "keys.default_ttl": "MCPSEC_KEY_DEFAULT_TTL",
 }
@@ -59,6 +67,22 @@ SETTING_HELP: dict[str, str] = {
     "tokens.keys_dir": "The keyring folder for token signing keys (default `signing-keys` next "
     "to the config file): private key files (0600) and the manifest naming the signer. A "
     "relative path is relative to the config file.",
+    "tokens.issuer": "The `iss` of every token minted, and the only issuer verification "
+    "accepts (default `mcpsec`).",
+    "tokens.audience": "The `aud` of tokens minted without `--audience`, and the audience "
+    "verification requires when given none: the MCP server's resource URI (RFC 8707). "
+    "Unset: no audience.",
+    "tokens.access_ttl": "How long an access token lives when `token mint` is given no "
+    "`--ttl` (default `30m`).",
+    "tokens.refresh_ttl": "How long a refresh token family lives (default `7d`): refreshing "
+    "rotates the refresh token but never extends the family.",
+    "tokens.algorithms": "The signature algorithms verification accepts, comma-separated "
+    "(default `EdDSA,ES256,RS256,HS256`); never taken from the token.",
+    "tokens.leeway": "Clock skew forgiven when checking `exp`, `nbf` and `iat` (default `0s`, "
+    "at most `5m`).",
+    "tokens.reuse_leeway": "How soon after a refresh the same refresh token may be presented "
+    "again without counting as reuse (default `2s`), for two concurrent refreshes by one "
+    "client.",
     "keys.prefix": "The first part of every new API key (default `mcp`): 1-16 lowercase letters "
     "and digits, so that secret scanners can recognise the keys.",
     "keys.default_ttl": "How long a new API key lives when `keys create` is given no `--ttl`, "
@@ -78,6 +102,13 @@ class TokenSettings:
     secret: Secret | None = field(default=None, repr=False)
     secret_file: Path | None = None
     keys_dir: Path | None = None  # None: `signing-keys` next to the config file
+    issuer: str = "mcpsec"
+    audience: str | None = None
+    access_ttl: float = 30 * 60.0
+    refresh_ttl: float = 7 * 86400.0
+    algorithms: tuple[str, ...] = ("EdDSA", "ES256", "RS256", "HS256")
+    leeway: float = 0.0
+    reuse_leeway: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -230,10 +261,28 @@ def _build(path: Path, found: bool, merged: dict[str, Any], sources: dict[str, s
     secret = optional("tokens.secret")
     secret_file = optional("tokens.secret_file")
     keys_dir = optional("tokens.keys_dir")
+    def duration(name: str, default: float, most: float = MAX_SECONDS) -> float:
+        def parse(value: str) -> float:
+            if most == MAX_LEEWAY and value.strip().lower() in ("0", "0s"):
+                return 0.0  # no leeway at all is a fine choice
+            seconds = parse_duration(value, field=name)
+            if seconds > most:
+                raise InvalidInputError(f"{value} is longer than {format_duration(most)}")
+            return seconds
+
+        return checked(name, parse, default)
+
     tokens = TokenSettings(
         secret=Secret(secret.encode(), "env MCPSEC_JWT_SECRET") if secret else None,
         secret_file=_relative_to(path, secret_file) if secret_file else None,
         keys_dir=_relative_to(path, keys_dir) if keys_dir else path.parent / "signing-keys",
+        issuer=optional("tokens.issuer") or TokenSettings.issuer,
+        audience=optional("tokens.audience"),
+        access_ttl=duration("tokens.access_ttl", TokenSettings.access_ttl),
+        refresh_ttl=duration("tokens.refresh_ttl", TokenSettings.refresh_ttl),
+        algorithms=checked("tokens.algorithms", _algorithms, TokenSettings.algorithms),
+        leeway=duration("tokens.leeway", TokenSettings.leeway, MAX_LEEWAY),
+        reuse_leeway=duration("tokens.reuse_leeway", TokenSettings.reuse_leeway, MAX_LEEWAY),
     )
     keys = KeySettings(
         prefix=checked("keys.prefix", check_key_prefix, KeySettings.prefix),
@@ -252,6 +301,16 @@ def _roles(definitions: Mapping[str, Any], path: Path) -> RoleTable:
         return build_roles(definitions)
     except ConfigError as e:
         raise ConfigError(f"config file {path}: {e}", source=str(path)) from None
+
+
+def _algorithms(value: str) -> tuple[str, ...]:
+    """`EdDSA, HS256` (any case) as the algorithms' own names, each once, none unknown."""
+    from mcpsec.core.signing_keys import parse_algorithm
+
+    names = [part.strip() for part in value.split(",") if part.strip()]
+    if not names:
+        raise InvalidInputError("name at least one algorithm")
+    return tuple(dict.fromkeys(parse_algorithm(name).value for name in names))
 
 
 def _timeout(seconds: float) -> float:
@@ -297,6 +356,13 @@ def redacted(settings: Settings) -> dict[str, Any]:
             if settings.tokens.secret_file
             else None,
             "keys_dir": str(settings.tokens.keys_dir) if settings.tokens.keys_dir else None,
+            "issuer": settings.tokens.issuer,
+            "audience": settings.tokens.audience,
+            "access_ttl": settings.tokens.access_ttl,
+            "refresh_ttl": settings.tokens.refresh_ttl,
+            "algorithms": list(settings.tokens.algorithms),
+            "leeway": settings.tokens.leeway,
+            "reuse_leeway": settings.tokens.reuse_leeway,
         },
         "keys": {
             "prefix": settings.keys.prefix,
