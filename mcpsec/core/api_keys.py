@@ -12,16 +12,15 @@ here once; `AsyncApiKeys` runs the same code for asyncio servers.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Final, ParamSpec, TypeVar
+from typing import Any, Final
 
+from mcpsec.core.async_bridge import in_thread
 from mcpsec.core.clock import to_datetime
 from mcpsec.core.durations import MAX_SECONDS, check_lifetime
 from mcpsec.core.errors import InvalidInputError, MCPSecError, NotFoundError, StoreError
@@ -505,32 +504,20 @@ class ApiKeys:
             self.store.delete(OWNER_KIND, f"{owner}:{key_id}")
 
 
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def _in_thread(method: Callable[P, R]) -> Callable[P, Any]:
-    @functools.wraps(method)
-    async def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        return await asyncio.to_thread(method, *args, **kwargs)
-
-    return run
-
-
 class AsyncApiKeys:
     """The same rules for asyncio servers: each call runs the sync code in a worker thread,
     so there is one implementation to trust and the event loop never blocks on the store."""
 
     def __init__(self, keys: ApiKeys) -> None:
         self.keys = keys
-        self.create = _in_thread(keys.create)
-        self.verify = _in_thread(keys.verify)
-        self.show = _in_thread(keys.show)
-        self.list = _in_thread(keys.list)
-        self.revoke = _in_thread(keys.revoke)
-        self.revoke_owner = _in_thread(keys.revoke_owner)
-        self.rotate = _in_thread(keys.rotate)
-        self.update = _in_thread(keys.update)
+        self.create = in_thread(keys.create)
+        self.verify = in_thread(keys.verify)
+        self.show = in_thread(keys.show)
+        self.list = in_thread(keys.list)
+        self.revoke = in_thread(keys.revoke)
+        self.revoke_owner = in_thread(keys.revoke_owner)
+        self.rotate = in_thread(keys.rotate)
+        self.update = in_thread(keys.update)
 
 
 def _must_be_rotatable(key: ApiKey) -> None:

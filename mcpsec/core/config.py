@@ -261,6 +261,7 @@ def _build(path: Path, found: bool, merged: dict[str, Any], sources: dict[str, s
     secret = optional("tokens.secret")
     secret_file = optional("tokens.secret_file")
     keys_dir = optional("tokens.keys_dir")
+
     def duration(name: str, default: float, most: float = MAX_SECONDS) -> float:
         def parse(value: str) -> float:
             if most == MAX_LEEWAY and value.strip().lower() in ("0", "0s"):

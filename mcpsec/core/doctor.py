@@ -16,9 +16,9 @@ from enum import StrEnum
 from pathlib import Path
 
 from mcpsec.core.config import Settings, load_settings
-from mcpsec.core.config_file import SECRET_FILE_NAME
 from mcpsec.core.errors import ConfigError, MCPSecError
-from mcpsec.core.secret_files import Secret, check_strength, read_secret_file
+from mcpsec.core.secret_files import check_strength
+from mcpsec.core.token_keys import find_jwt_secret
 from mcpsec.store import Store, StoreInfo, open_store
 
 MAX_SKEW_SECONDS = 5.0
@@ -105,7 +105,7 @@ def _config_check(settings: Settings) -> Check:
 
 def _secret_check(settings: Settings) -> Check:
     try:
-        secret = _find_secret(settings)
+        secret = find_jwt_secret(settings)
         if secret is None:
             return Check(
                 "jwt secret",
@@ -119,15 +119,6 @@ def _secret_check(settings: Settings) -> Check:
     return Check(
         "jwt secret", Status.OK, f"{len(secret.value)} bytes from {secret.source}", Area.CONFIG
     )
-
-
-def _find_secret(settings: Settings) -> Secret | None:
-    if settings.tokens.secret is not None:
-        return settings.tokens.secret
-    if settings.tokens.secret_file is not None:
-        return read_secret_file(settings.tokens.secret_file)
-    default = settings.config_path.parent / SECRET_FILE_NAME
-    return read_secret_file(default) if default.exists() else None
 
 
 def _store_checks(settings: Settings, opener: StoreOpener, now: Callable[[], float]) -> list[Check]:

@@ -51,6 +51,7 @@ class Reason(StrEnum):
     REVOKED = "revoked"
     INSUFFICIENT_PERMISSION = "insufficient_permission"
     UNKNOWN_KEY = "unknown_key"
+    REUSE_DETECTED = "reuse_detected"  # a spent refresh token, presented again
 
 
 @dataclass(frozen=True)
