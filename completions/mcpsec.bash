@@ -10,9 +10,21 @@ _mcpsec_spec() {
     _mcpsec_subs='' _mcpsec_opts='' _mcpsec_valued='' _mcpsec_argwords='' _mcpsec_argfiles=0
     case "$1" in
         'mcpsec')
-            _mcpsec_subs='config doctor jwks keys pkce roles signing-key'
+            _mcpsec_subs='authz config doctor jwks keys pkce roles signing-key token'
             _mcpsec_opts='--config --help --json --no-color --quiet --store --verbose --version -h -q -v'
             _mcpsec_valued='--config --store'
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec authz')
+            _mcpsec_subs='check'
+            _mcpsec_opts='--help -h'
+            _mcpsec_valued=''
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec authz check')
+            _mcpsec_subs=''
+            _mcpsec_opts='--audience --file --help --json --key --permission --quiet --token -f -h -p -q'
+            _mcpsec_valued='--audience --file --key --permission --token -f -p'
             _mcpsec_argwords='' _mcpsec_argfiles=0
             ;;
         'mcpsec config')
@@ -177,6 +189,42 @@ _mcpsec_spec() {
             _mcpsec_valued='--alg --to'
             _mcpsec_argwords='' _mcpsec_argfiles=0
             ;;
+        'mcpsec token')
+            _mcpsec_subs='inspect mint refresh revoke verify'
+            _mcpsec_opts='--help -h'
+            _mcpsec_valued=''
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec token inspect')
+            _mcpsec_subs=''
+            _mcpsec_opts='--file --help --json --quiet -f -h -q'
+            _mcpsec_valued='--file -f'
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec token mint')
+            _mcpsec_subs=''
+            _mcpsec_opts='--audience --help --json --no-refresh --permission --quiet --role --subject --ttl -h -p -q -r -s'
+            _mcpsec_valued='--audience --permission --role --subject --ttl -p -r -s'
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec token refresh')
+            _mcpsec_subs=''
+            _mcpsec_opts='--file --help --json --quiet -f -h -q'
+            _mcpsec_valued='--file -f'
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec token revoke')
+            _mcpsec_subs=''
+            _mcpsec_opts='--file --help --json --jti --quiet --subject -f -h -q'
+            _mcpsec_valued='--file --jti --subject -f'
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec token verify')
+            _mcpsec_subs=''
+            _mcpsec_opts='--audience --file --help --json --permission --quiet -f -h -p -q'
+            _mcpsec_valued='--audience --file --permission -f -p'
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
     esac
 }
 
@@ -186,8 +234,18 @@ _mcpsec_option_values() {
     _mcpsec_kind='' _mcpsec_values=''
     case "$1 $2" in
         'mcpsec --config') _mcpsec_kind=files ;;
+        'mcpsec authz check -f') _mcpsec_kind=files ;;
+        'mcpsec authz check --file') _mcpsec_kind=files ;;
         'mcpsec pkce generate --method') _mcpsec_kind=words _mcpsec_values='S256 plain' ;;
         'mcpsec pkce verify --method') _mcpsec_kind=words _mcpsec_values='S256 plain' ;;
+        'mcpsec token inspect -f') _mcpsec_kind=files ;;
+        'mcpsec token inspect --file') _mcpsec_kind=files ;;
+        'mcpsec token refresh -f') _mcpsec_kind=files ;;
+        'mcpsec token refresh --file') _mcpsec_kind=files ;;
+        'mcpsec token revoke -f') _mcpsec_kind=files ;;
+        'mcpsec token revoke --file') _mcpsec_kind=files ;;
+        'mcpsec token verify -f') _mcpsec_kind=files ;;
+        'mcpsec token verify --file') _mcpsec_kind=files ;;
     esac
 }
 

@@ -6,7 +6,9 @@
 function __mcpsec_subcommands --argument-names path
     switch $path
         case 'mcpsec'
-            printf '%s\n' config doctor jwks keys pkce roles signing-key
+            printf '%s\n' authz config doctor jwks keys pkce roles signing-key token
+        case 'mcpsec authz'
+            printf '%s\n' check
         case 'mcpsec config'
             printf '%s\n' init path show
         case 'mcpsec keys'
@@ -17,6 +19,8 @@ function __mcpsec_subcommands --argument-names path
             printf '%s\n' list show
         case 'mcpsec signing-key'
             printf '%s\n' generate list retire rotate
+        case 'mcpsec token'
+            printf '%s\n' inspect mint refresh revoke verify
     end
 end
 
@@ -25,6 +29,8 @@ function __mcpsec_valued --argument-names path
     switch $path
         case 'mcpsec'
             printf '%s\n' --config --store
+        case 'mcpsec authz check'
+            printf '%s\n' --audience --file --key --permission --token -f -p
         case 'mcpsec keys create'
             printf '%s\n' --name --owner --permission --rate-limit --role --ttl -n -p -r
         case 'mcpsec keys list'
@@ -45,6 +51,16 @@ function __mcpsec_valued --argument-names path
             printf '%s\n' --alg
         case 'mcpsec signing-key rotate'
             printf '%s\n' --alg --to
+        case 'mcpsec token inspect'
+            printf '%s\n' --file -f
+        case 'mcpsec token mint'
+            printf '%s\n' --audience --permission --role --subject --ttl -p -r -s
+        case 'mcpsec token refresh'
+            printf '%s\n' --file -f
+        case 'mcpsec token revoke'
+            printf '%s\n' --file --jti --subject -f
+        case 'mcpsec token verify'
+            printf '%s\n' --audience --file --permission -f -p
     end
 end
 
@@ -77,6 +93,7 @@ end
 complete -c mcpsec -f
 
 # mcpsec
+complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a authz -d 'Check what a token or API key may do.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a config -d 'Write, show and locate the configuration.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a doctor -d 'Check that config, secrets, store and clock are ready; one line per check.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a jwks -d 'Print the public JWK Set (RFC 7517) of every asymmetric key that is not retired.'
@@ -84,6 +101,7 @@ complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a keys -d 'Issue, verify, rotate, 
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a pkce -d 'PKCE (RFC 7636) code verifiers and challenges for OAuth clients.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a roles -d 'The roles in effect (from config, or the built-in set) and what they grant.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a signing-key -d 'Create, list, rotate and retire the keys that sign tokens.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a token -d 'Mint, verify, inspect, revoke and refresh access tokens (JWT).'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -l config -r -F -d 'Config file to read instead of $MCPSEC_CONFIG or the XDG location.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -l store -x -d 'Store URL (sqlite:///…, redis://…, redis+cluster://…); beats MCPSEC_STORE_URL.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -l json -d 'Print one JSON document on stdout (for scripts).'
@@ -92,6 +110,20 @@ complete -c mcpsec -n '__mcpsec_at "mcpsec"' -l no-color -d 'No colours or table
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -s v -l verbose -d 'More detail on errors, including tracebacks.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -l version -d 'Print the version and exit.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec authz
+complete -c mcpsec -n '__mcpsec_at "mcpsec authz"' -a check -d 'Exit 0 if the credential is valid and grants PERMISSION, 1 if not (with the reason). An API key checked here counts one use.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec authz"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec authz check
+complete -c mcpsec -n '__mcpsec_at "mcpsec authz check"' -s p -l permission -x -d 'resource:action.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec authz check"' -l token -x -d 'Check this access token.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec authz check"' -l key -x -d 'Check this API key.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec authz check"' -s f -l file -r -F -d 'Read it from this file (mode 0600).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec authz check"' -l audience -x -d 'For tokens (default: tokens.audience).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec authz check"' -l json -d 'Print one JSON document on stdout (for scripts).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec authz check"' -s q -l quiet -d 'Print only the essential value, nothing else.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec authz check"' -s h -l help -d 'Show this message and exit.'
 
 # mcpsec config
 complete -c mcpsec -n '__mcpsec_at "mcpsec config"' -a init -d 'Write a commented default config and create the JWT secret file it names (0600).'
@@ -263,3 +295,50 @@ complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key rotate"' -l to -x -d 'Pro
 complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key rotate"' -l json -d 'Print one JSON document on stdout (for scripts).'
 complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key rotate"' -s q -l quiet -d 'Print only the essential value, nothing else.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key rotate"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec token
+complete -c mcpsec -n '__mcpsec_at "mcpsec token"' -a inspect -d 'Show a token\'s header and claims WITHOUT verifying them, with times relative to now and the revocation status if the store answers.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec token"' -a mint -d 'Mint an access token (and a refresh token) carrying roles and effective permissions.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec token"' -a refresh -d 'Trade a refresh token for a new access token and refresh token; the old one is spent. Presenting a spent one again revokes its whole family (exit 1, reuse_detected).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec token"' -a revoke -d 'Revoke one token (by itself or its jti) or every token of a subject issued until now, access and refresh. The revocation lasts as long as the tokens would have. Idempotent.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec token"' -a verify -d 'Check signature, claims and revocation: exit 0 valid, 1 otherwise (with the reason).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec token"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec token inspect
+complete -c mcpsec -n '__mcpsec_at "mcpsec token inspect"' -s f -l file -r -F -d 'Read it from this file (mode 0600).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec token inspect"' -l json -d 'Print one JSON document on stdout (for scripts).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec token inspect"' -s q -l quiet -d 'Print only the essential value, nothing else.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec token inspect"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec token mint
+complete -c mcpsec -n '__mcpsec_at "mcpsec token mint"' -s s -l subject -x -d 'Who the token is for (sub).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec token mint"' -s r -l role -x -d 'Repeatable.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec token mint"' -s p -l permission -x -d 'Extra resource:action; repeatable.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec token mint"' -l audience -x -d 'The resource URI (default: tokens.audience).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec token mint"' -l ttl -x -d 'Access token lifetime (default: tokens.access_ttl).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec token mint"' -l no-refresh -d 'An access token only, no refresh token.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec token mint"' -l json -d 'Print one JSON document on stdout (for scripts).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec token mint"' -s q -l quiet -d 'Print only the essential value, nothing else.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec token mint"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec token refresh
+complete -c mcpsec -n '__mcpsec_at "mcpsec token refresh"' -s f -l file -r -F -d 'Read it from this file (mode 0600).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec token refresh"' -l json -d 'Print one JSON document on stdout (for scripts).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec token refresh"' -s q -l quiet -d 'Print only the essential value, nothing else.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec token refresh"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec token revoke
+complete -c mcpsec -n '__mcpsec_at "mcpsec token revoke"' -s f -l file -r -F -d 'Read it from this file (mode 0600).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec token revoke"' -l jti -x -d 'Revoke the token with this id.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec token revoke"' -l subject -x -d 'Revoke every token of S issued so far.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec token revoke"' -l json -d 'Print one JSON document on stdout (for scripts).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec token revoke"' -s q -l quiet -d 'Print only the essential value, nothing else.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec token revoke"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec token verify
+complete -c mcpsec -n '__mcpsec_at "mcpsec token verify"' -s f -l file -r -F -d 'Read it from this file (mode 0600).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec token verify"' -l audience -x -d 'The resource URI (default: tokens.audience).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec token verify"' -s p -l permission -x -d 'Also require this permission.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec token verify"' -l json -d 'Print one JSON document on stdout (for scripts).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec token verify"' -s q -l quiet -d 'Print only the essential value, nothing else.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec token verify"' -s h -l help -d 'Show this message and exit.'

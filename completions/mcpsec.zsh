@@ -24,6 +24,7 @@ _mcpsec() {
     command)
       local -a commands
       commands=(
+        'authz:Check what a token or API key may do.'
         'config:Write, show and locate the configuration.'
         'doctor:Check that config, secrets, store and clock are ready; one line per check.'
         'jwks:Print the public JWK Set (RFC 7517) of every asymmetric key that is not retired.'
@@ -31,12 +32,14 @@ _mcpsec() {
         'pkce:PKCE (RFC 7636) code verifiers and challenges for OAuth clients.'
         'roles:The roles in effect (from config, or the built-in set) and what they grant.'
         'signing-key:Create, list, rotate and retire the keys that sign tokens.'
+        'token:Mint, verify, inspect, revoke and refresh access tokens (JWT).'
       )
       _describe -t commands 'mcpsec command' commands && ret=0
       ;;
     argument)
       curcontext="${curcontext%:*:*}:mcpsec-$words[1]:"
       case $words[1] in
+        authz) _mcpsec_authz && ret=0 ;;
         config) _mcpsec_config && ret=0 ;;
         doctor) _mcpsec_doctor && ret=0 ;;
         jwks) _mcpsec_jwks && ret=0 ;;
@@ -44,10 +47,54 @@ _mcpsec() {
         pkce) _mcpsec_pkce && ret=0 ;;
         roles) _mcpsec_roles && ret=0 ;;
         signing-key) _mcpsec_signing_key && ret=0 ;;
+        token) _mcpsec_token && ret=0 ;;
       esac
       ;;
   esac
   return ret
+}
+
+_mcpsec_authz() {
+  local curcontext="$curcontext" state state_descr line ret=1
+  typeset -A opt_args
+  _arguments -C -s \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]' \
+    '1: :->command' \
+    '*:: :->argument' && ret=0
+  case $state in
+    command)
+      local -a commands
+      commands=(
+        'check:Exit 0 if the credential is valid and grants PERMISSION, 1 if not (with the reason). An API key checked here counts one use.'
+      )
+      _describe -t commands 'mcpsec authz command' commands && ret=0
+      ;;
+    argument)
+      curcontext="${curcontext%:*:*}:mcpsec-authz-$words[1]:"
+      case $words[1] in
+        check) _mcpsec_authz_check && ret=0 ;;
+      esac
+      ;;
+  esac
+  return ret
+}
+
+_mcpsec_authz_check() {
+  _arguments -s \
+    '(-p --permission)-p+[resource\:action.]:PERMISSION: ' \
+    '(-p --permission)--permission=[resource\:action.]:PERMISSION: ' \
+    '--token=[Check this access token.]:TOKEN|-: ' \
+    '--key=[Check this API key.]:KEY|-: ' \
+    '(-f --file)-f+[Read it from this file (mode 0600).]:PATH:_files' \
+    '(-f --file)--file=[Read it from this file (mode 0600).]:PATH:_files' \
+    '--audience=[For tokens (default\: tokens.audience).]:URI: ' \
+    '--json[Print one JSON document on stdout (for scripts).]' \
+    '(-q --quiet)-q[Print only the essential value, nothing else.]' \
+    '(-q --quiet)--quiet[Print only the essential value, nothing else.]' \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]' \
+    '1::CREDENTIAL|-: '
 }
 
 _mcpsec_config() {
@@ -442,6 +489,111 @@ _mcpsec_signing_key_rotate() {
     '(-q --quiet)--quiet[Print only the essential value, nothing else.]' \
     '(-h --help)-h[Show this message and exit.]' \
     '(-h --help)--help[Show this message and exit.]'
+}
+
+_mcpsec_token() {
+  local curcontext="$curcontext" state state_descr line ret=1
+  typeset -A opt_args
+  _arguments -C -s \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]' \
+    '1: :->command' \
+    '*:: :->argument' && ret=0
+  case $state in
+    command)
+      local -a commands
+      commands=(
+        'inspect:Show a token'\''s header and claims WITHOUT verifying them, with times relative to now and the revocation status if the store answers.'
+        'mint:Mint an access token (and a refresh token) carrying roles and effective permissions.'
+        'refresh:Trade a refresh token for a new access token and refresh token; the old one is spent. Presenting a spent one again revokes its whole family (exit 1, reuse_detected).'
+        'revoke:Revoke one token (by itself or its jti) or every token of a subject issued until now, access and refresh. The revocation lasts as long as the tokens would have. Idempotent.'
+        'verify:Check signature, claims and revocation: exit 0 valid, 1 otherwise (with the reason).'
+      )
+      _describe -t commands 'mcpsec token command' commands && ret=0
+      ;;
+    argument)
+      curcontext="${curcontext%:*:*}:mcpsec-token-$words[1]:"
+      case $words[1] in
+        inspect) _mcpsec_token_inspect && ret=0 ;;
+        mint) _mcpsec_token_mint && ret=0 ;;
+        refresh) _mcpsec_token_refresh && ret=0 ;;
+        revoke) _mcpsec_token_revoke && ret=0 ;;
+        verify) _mcpsec_token_verify && ret=0 ;;
+      esac
+      ;;
+  esac
+  return ret
+}
+
+_mcpsec_token_inspect() {
+  _arguments -s \
+    '(-f --file)-f+[Read it from this file (mode 0600).]:PATH:_files' \
+    '(-f --file)--file=[Read it from this file (mode 0600).]:PATH:_files' \
+    '--json[Print one JSON document on stdout (for scripts).]' \
+    '(-q --quiet)-q[Print only the essential value, nothing else.]' \
+    '(-q --quiet)--quiet[Print only the essential value, nothing else.]' \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]' \
+    '1::TOKEN|-: '
+}
+
+_mcpsec_token_mint() {
+  _arguments -s \
+    '(-s --subject)-s+[Who the token is for (sub).]:SUBJECT: ' \
+    '(-s --subject)--subject=[Who the token is for (sub).]:SUBJECT: ' \
+    '(-r --role)-r+[Repeatable.]:ROLE: ' \
+    '(-r --role)--role=[Repeatable.]:ROLE: ' \
+    '(-p --permission)-p+[Extra resource\:action; repeatable.]:PERMISSION: ' \
+    '(-p --permission)--permission=[Extra resource\:action; repeatable.]:PERMISSION: ' \
+    '--audience=[The resource URI (default\: tokens.audience).]:URI: ' \
+    '--ttl=[Access token lifetime (default\: tokens.access_ttl).]:DURATION: ' \
+    '--no-refresh[An access token only, no refresh token.]' \
+    '--json[Print one JSON document on stdout (for scripts).]' \
+    '(-q --quiet)-q[Print only the essential value, nothing else.]' \
+    '(-q --quiet)--quiet[Print only the essential value, nothing else.]' \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]'
+}
+
+_mcpsec_token_refresh() {
+  _arguments -s \
+    '(-f --file)-f+[Read it from this file (mode 0600).]:PATH:_files' \
+    '(-f --file)--file=[Read it from this file (mode 0600).]:PATH:_files' \
+    '--json[Print one JSON document on stdout (for scripts).]' \
+    '(-q --quiet)-q[Print only the essential value, nothing else.]' \
+    '(-q --quiet)--quiet[Print only the essential value, nothing else.]' \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]' \
+    '1::TOKEN|-: '
+}
+
+_mcpsec_token_revoke() {
+  _arguments -s \
+    '(-f --file)-f+[Read it from this file (mode 0600).]:PATH:_files' \
+    '(-f --file)--file=[Read it from this file (mode 0600).]:PATH:_files' \
+    '--jti=[Revoke the token with this id.]:JTI: ' \
+    '--subject=[Revoke every token of S issued so far.]:SUBJECT: ' \
+    '--json[Print one JSON document on stdout (for scripts).]' \
+    '(-q --quiet)-q[Print only the essential value, nothing else.]' \
+    '(-q --quiet)--quiet[Print only the essential value, nothing else.]' \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]' \
+    '1::TOKEN|-: '
+}
+
+_mcpsec_token_verify() {
+  _arguments -s \
+    '(-f --file)-f+[Read it from this file (mode 0600).]:PATH:_files' \
+    '(-f --file)--file=[Read it from this file (mode 0600).]:PATH:_files' \
+    '--audience=[The resource URI (default\: tokens.audience).]:URI: ' \
+    '(-p --permission)-p+[Also require this permission.]:PERMISSION: ' \
+    '(-p --permission)--permission=[Also require this permission.]:PERMISSION: ' \
+    '--json[Print one JSON document on stdout (for scripts).]' \
+    '(-q --quiet)-q[Print only the essential value, nothing else.]' \
+    '(-q --quiet)--quiet[Print only the essential value, nothing else.]' \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]' \
+    '1::TOKEN|-: '
 }
 
 if [ "$funcstack[1]" = "_mcpsec" ]; then

@@ -32,6 +32,8 @@ class RootGroup(MCPSecGroup):
         "roles": "mcpsec.cli.roles:app",
         "signing-key": "mcpsec.cli.signing_key:app",
         "jwks": "mcpsec.cli.jwks:app",
+        "token": "mcpsec.cli.token:app",
+        "authz": "mcpsec.cli.authz:app",
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -33,3 +34,20 @@ def read_value(value: str | None, what: str) -> str:
     if not text:
         raise InvalidInputError(f"no {what} on standard input")
     return text
+
+
+def read_credential(value: str | None, file: Path | None, what: str) -> str:
+    """A token or key from an argument, `-` (stdin), or `--file` (0600, like every secret)."""
+    if file is None:
+        return read_value(value, what)
+    if value is not None:
+        raise InvalidInputError(f"give the {what} as an argument or with --file, not both")
+    from mcpsec.core.secret_files import read_secret_file
+
+    return read_secret_file(file).reveal().decode("utf-8", errors="replace")
+
+
+FileOption = Annotated[
+    Path | None,
+    typer.Option("--file", "-f", metavar="PATH", help="Read it from this file (mode 0600)."),
+]

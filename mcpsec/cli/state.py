@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # imported when first used: `pkce generate` never loads confi
     from mcpsec.core.api_keys import ApiKeys
     from mcpsec.core.config import Settings
     from mcpsec.core.signing_keys import Keyring
+    from mcpsec.core.tokens import Tokens
     from mcpsec.store import Store
 
 
@@ -68,6 +69,11 @@ class CliState:
             default_ttl=keys.default_ttl,
             roles=self.settings().roles,
         )
+
+    def tokens(self) -> Tokens:
+        from mcpsec.core.tokens import Tokens
+
+        return Tokens.from_settings(self.settings(), self.store)
 
     def keyring(self) -> Keyring:
         from mcpsec.core.signing_keys import Keyring

@@ -193,7 +193,7 @@ def _claims(  # noqa: PLR0911 - one early return per rule, in the order they app
     if any(name not in claims for name in REQUIRED_CLAIMS):
         return _no(Reason.MALFORMED)
     times = [claims[name] for name in ("iat", "nbf", "exp")]
-    if not all(_is_time(t) for t in times):
+    if not all(is_time(t) for t in times):
         return _no(Reason.MALFORMED)  # "exp": "1700000000", NaN or 1e400 is not a time
     if not all(_is_name(claims[name]) for name in ("sub", "jti")):
         return _no(Reason.MALFORMED)
@@ -213,7 +213,8 @@ def _claims(  # noqa: PLR0911 - one early return per rule, in the order they app
     return TokenCheck(True, None, claims)
 
 
-def _is_time(value: Any) -> bool:
+def is_time(value: Any) -> bool:
+    """A JWT NumericDate we accept: a non-negative number below 2**53, never a bool or NaN."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
     return 0 <= value < 2**53  # also false for NaN and infinity; no int-to-float overflow

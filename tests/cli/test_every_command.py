@@ -43,6 +43,12 @@ BAD_INPUT = {
     ("roles", "show"): [],
     ("pkce", "generate"): ["--length", "7"],
     ("pkce", "verify"): ["--verifier", "x", "--challenge", "y"],
+    ("token", "mint"): ["--subject", "alice", "--ttl", "soon"],
+    ("token", "verify"): ["--permission", "not a permission", "a.b.c"],
+    ("token", "inspect"): ["not-a-jwt"],
+    ("token", "revoke"): ["--jti", "not-a-jti"],
+    ("token", "refresh"): ["a.b.c", "--file", "also-a-file"],
+    ("authz", "check"): ["--permission", "files:read", "--token", "a.b.c", "--key", "mcp_x"],
 }
 
 
