@@ -34,9 +34,11 @@ docs-check: $(BIN)/mcpsec
 bench: $(BIN)/mcpsec
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/api_keys.py
+	$(BIN)/python bench/tokens.py
 
 # The main job on the embedded SQLite store: config (once), health check, a PKCE pair, then
-# an API key's life: create it, verify it, revoke it, and see the next verify fail.
+# an API key's life and an access token's: create or mint it, verify it, revoke it, and see
+# the next verify fail.
 demo: $(BIN)/mcpsec
 	test -f "$$($(BIN)/mcpsec config path)" || $(BIN)/mcpsec config init
 	$(BIN)/mcpsec doctor
@@ -45,6 +47,10 @@ demo: $(BIN)/mcpsec
 	echo "$$key" | $(BIN)/mcpsec keys verify --permission files:read - && \
 	$(BIN)/mcpsec keys revoke "$$(echo "$$key" | cut -d_ -f2)" --reason "demo" && \
 	! echo "$$key" | $(BIN)/mcpsec keys verify -
+	token=$$($(BIN)/mcpsec token mint --subject alice --role user --ttl 15m --no-refresh --quiet) && \
+	echo "$$token" | $(BIN)/mcpsec token verify --permission files:read - && \
+	echo "$$token" | $(BIN)/mcpsec token revoke - && \
+	! echo "$$token" | $(BIN)/mcpsec token verify -
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info

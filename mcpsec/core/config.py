@@ -21,6 +21,7 @@ from mcpsec.core.key_format import check_prefix as check_key_prefix
 from mcpsec.core.rbac import RoleTable
 from mcpsec.core.roles import DEFAULT_ROLES, build_roles, parse_role_tables
 from mcpsec.core.secret_files import Secret
+from mcpsec.core.token_ids import check_audience
 from mcpsec.store.interface import check_prefix
 
 CONFIG_ENV = "MCPSEC_CONFIG"
@@ -278,7 +279,7 @@ def _build(path: Path, found: bool, merged: dict[str, Any], sources: dict[str, s
         secret_file=_relative_to(path, secret_file) if secret_file else None,
         keys_dir=_relative_to(path, keys_dir) if keys_dir else path.parent / "signing-keys",
         issuer=optional("tokens.issuer") or TokenSettings.issuer,
-        audience=optional("tokens.audience"),
+        audience=checked("tokens.audience", check_audience, None),
         access_ttl=duration("tokens.access_ttl", TokenSettings.access_ttl),
         refresh_ttl=duration("tokens.refresh_ttl", TokenSettings.refresh_ttl),
         algorithms=checked("tokens.algorithms", _algorithms, TokenSettings.algorithms),

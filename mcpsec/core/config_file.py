@@ -66,7 +66,20 @@ def render_default_config(store_url: str) -> str:
 
     sections: list[tuple[str, dict[str, Any]]] = [
         (STORE_COMMENT, {"store": {"url": store_url, "prefix": "mcpsec:", "timeout": "2s"}}),
-        (TOKENS_COMMENT, {"tokens": {"secret_file": SECRET_FILE_NAME}}),
+        (
+            TOKENS_COMMENT,
+            {
+                "tokens": {
+                    "secret_file": SECRET_FILE_NAME,
+                    "issuer": "mcpsec",
+                    "access_ttl": "30m",
+                    "refresh_ttl": "7d",
+                    "algorithms": "EdDSA,ES256,RS256,HS256",
+                    "leeway": "0s",
+                    "reuse_leeway": "2s",
+                }
+            },
+        ),
         (KEYS_COMMENT, {"keys": {"prefix": "mcp", "default_ttl": "90d"}}),
         (ROLES_COMMENT, {"roles": _default_roles()}),
     ]
@@ -110,8 +123,14 @@ STORE_COMMENT = """\
 """
 
 TOKENS_COMMENT = """\
-# The HS256 signing secret, in a file only you can read (0600); a relative path is
-# relative to this file. MCPSEC_JWT_SECRET or MCPSEC_JWT_SECRET_FILE override it.
+# Tokens (`mcpsec token ...`). secret_file: the HS256 signing secret, in a file only you can
+# read (0600), relative to this file; MCPSEC_JWT_SECRET or MCPSEC_JWT_SECRET_FILE override it.
+# A keyring (`mcpsec signing-key generate`, in keys_dir) signs instead once it has a key.
+# issuer: the `iss` minted and the only one accepted. audience: the MCP server's resource
+# URI, minted as `aud` and required by verify; set it, e.g. audience = "https://mcp.example".
+# access_ttl: default access token lifetime. refresh_ttl: how long a refresh family lives.
+# algorithms: those verification accepts. leeway: clock skew forgiven (at most 5m).
+# reuse_leeway: how soon a spent refresh token may come again without counting as reuse.
 """
 
 KEYS_COMMENT = """\

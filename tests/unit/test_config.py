@@ -189,3 +189,42 @@ def test_init_into_a_folder_or_an_impossible_path_writes_nothing(env, tmp_path):
     assert list(tmp_path.glob("jwt.secret")) == []
     with pytest.raises(ConfigError, match="cannot write"):
         init_config(env, config_path=Path("/dev/null/config.toml"))
+
+
+def test_token_settings_default_and_from_the_file_and_env(env):
+    defaults = load_settings(env).tokens
+    assert (defaults.issuer, defaults.audience) == ("mcpsec", None)
+    assert (defaults.access_ttl, defaults.refresh_ttl) == (1800.0, 7 * 86400.0)
+    assert defaults.algorithms == ("EdDSA", "ES256", "RS256", "HS256")
+    assert (defaults.leeway, defaults.reuse_leeway) == (0.0, 2.0)
+    write_config(
+        env,
+        '[tokens]\nissuer = "https://auth.example"\naudience = "https://mcp.example"\n'
+        'access_ttl = "5m"\nrefresh_ttl = "1d"\nalgorithms = "eddsa, EdDSA,hs256"\n'
+        'leeway = "30s"\nreuse_leeway = "0s"\n',
+    )
+    env["MCPSEC_JWT_ACCESS_TTL"] = "10m"
+    tokens = load_settings(env).tokens
+    assert tokens.issuer == "https://auth.example"
+    assert tokens.audience == "https://mcp.example"
+    assert tokens.access_ttl == 600.0  # the environment beats the file
+    assert tokens.refresh_ttl == 86400.0
+    assert tokens.algorithms == ("EdDSA", "HS256")  # canonical names, each once
+    assert (tokens.leeway, tokens.reuse_leeway) == (30.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("MCPSEC_JWT_ALGORITHMS", "none", r"tokens\.algorithms.*unknown algorithm 'none'"),
+        ("MCPSEC_JWT_ALGORITHMS", " , ", r"tokens\.algorithms"),
+        ("MCPSEC_JWT_LEEWAY", "6m", r"tokens\.leeway.*longer than 5m"),
+        ("MCPSEC_JWT_REUSE_LEEWAY", "-1s", r"tokens\.reuse_leeway"),
+        ("MCPSEC_JWT_ACCESS_TTL", "0s", r"tokens\.access_ttl"),
+        ("MCPSEC_JWT_REFRESH_TTL", "soon", r"tokens\.refresh_ttl"),
+    ],
+)
+def test_bad_token_settings_are_config_errors_naming_the_setting(env, name, value, message):
+    env[name] = value
+    with pytest.raises(ConfigError, match=message):
+        load_settings(env)
