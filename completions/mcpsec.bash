@@ -167,7 +167,7 @@ _mcpsec_spec() {
             ;;
         'mcpsec signing-key generate')
             _mcpsec_subs=''
-            _mcpsec_opts='--alg --help --json --quiet -h -q'
+            _mcpsec_opts='--alg --help --json --quiet --secret-stdin -h -q'
             _mcpsec_valued='--alg'
             _mcpsec_argwords='' _mcpsec_argfiles=0
             ;;

@@ -275,6 +275,7 @@ complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key"' -s h -l help -d 'Show t
 
 # mcpsec signing-key generate
 complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key generate"' -l alg -x -d 'Signature algorithm.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key generate"' -l secret-stdin -d 'HS256 only: import the secret (32+ bytes) from stdin.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key generate"' -l json -d 'Print one JSON document on stdout (for scripts).'
 complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key generate"' -s q -l quiet -d 'Print only the essential value, nothing else.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec signing-key generate"' -s h -l help -d 'Show this message and exit.'

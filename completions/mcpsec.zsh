@@ -454,6 +454,7 @@ _mcpsec_signing_key() {
 _mcpsec_signing_key_generate() {
   _arguments -s \
     '--alg=[Signature algorithm.]:EdDSA|ES256|RS256|HS256: ' \
+    '--secret-stdin[HS256 only\: import the secret (32+ bytes) from stdin.]' \
     '--json[Print one JSON document on stdout (for scripts).]' \
     '(-q --quiet)-q[Print only the essential value, nothing else.]' \
     '(-q --quiet)--quiet[Print only the essential value, nothing else.]' \

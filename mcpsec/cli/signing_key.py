@@ -22,17 +22,30 @@ AlgOption = Annotated[
 
 @app.command()
 def generate(
-    ctx: typer.Context, alg: AlgOption = "EdDSA", json: JsonFlag = False, quiet: QuietFlag = False
+    ctx: typer.Context,
+    alg: AlgOption = "EdDSA",
+    secret_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--secret-stdin", help="HS256 only: import the secret (32+ bytes) from stdin."
+        ),
+    ] = False,
+    json: JsonFlag = False,
+    quiet: QuietFlag = False,
 ) -> None:
     """Create a key (file 0600); the first key in the keyring becomes the signer.
 
     Example: mcpsec signing-key generate --alg EdDSA
     """
+    import sys
+
+    from mcpsec.core.secret_files import read_secret_stream
     from mcpsec.core.signing_keys import KeyListing, parse_algorithm
 
     state = state_of(ctx)
     out = state.output(json=json, quiet=quiet)
-    out.result(KeyListing.of(state.keyring().generate(parse_algorithm(alg))))
+    secret = read_secret_stream(sys.stdin) if secret_stdin else None
+    out.result(KeyListing.of(state.keyring().generate(parse_algorithm(alg), secret=secret)))
 
 
 @app.command("list")

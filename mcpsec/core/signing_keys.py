@@ -35,6 +35,8 @@ from mcpsec.core.clock import to_datetime
 from mcpsec.core.errors import ConfigError, InvalidInputError, NotFoundError
 from mcpsec.core.secret_files import (
     MIN_SECRET_BYTES,
+    Secret,
+    check_strength,
     ensure_private_dir,
     read_secret_file,
     write_private_file,
@@ -113,11 +115,19 @@ class Keyring:
             hint="create one with `mcpsec signing-key generate --alg EdDSA`",
         )
 
-    def generate(self, alg: Algorithm) -> SigningKey:
-        """A new key; it signs from now on only if there was no signer yet."""
+    def generate(self, alg: Algorithm, *, secret: Secret | None = None) -> SigningKey:
+        """A new key; it signs from now on only if there was no signer yet.
+
+        `secret` imports an existing HS256 secret (32 bytes or more) instead of making one,
+        for deployments whose other services already share it.
+        """
+        if secret is not None:
+            if not alg.symmetric:
+                raise InvalidInputError(f"only an HS256 secret can be imported, not an {alg} key")
+            check_strength(secret)
         with self._locked():
             keys = self._read()
-            key = self._new_key(alg, signer=not any(k.signer for k in keys))
+            key = self._new_key(alg, signer=not any(k.signer for k in keys), secret=secret)
             self._write([*keys, key])
         return key
 
@@ -202,8 +212,8 @@ class Keyring:
 
     # -- plumbing --------------------------------------------------------------------------
 
-    def _new_key(self, alg: Algorithm, *, signer: bool) -> SigningKey:
-        material, kid = _generate(alg)
+    def _new_key(self, alg: Algorithm, *, signer: bool, secret: Secret | None = None) -> SigningKey:
+        material, kid = (secret.reveal(), secrets.token_hex(8)) if secret else _generate(alg)
         name = _file_name(kid, alg)
         try:
             write_private_file(self.folder / name, material)

@@ -213,3 +213,25 @@ def test_promote_an_already_published_key(ring):
         ring.promote(first.kid)
     with pytest.raises(NotFoundError):
         ring.promote("missing-kid")
+
+
+def test_an_imported_hs256_secret_signs_and_verifies(ring):
+    from mcpsec.core.secret_files import Secret
+
+    shared = b"k" * 40
+    key = ring.generate(Algorithm.HS256, secret=Secret(shared, "standard input"))
+    assert key.signer and key.alg is Algorithm.HS256
+    assert ring.private_key(key) == shared
+    assert mode(ring.folder / key.file) == 0o600
+    token = jwt.encode({"sub": "a"}, ring.private_key(key), algorithm="HS256")
+    assert jwt.decode(token, shared, algorithms=["HS256"])["sub"] == "a"
+
+
+def test_an_imported_secret_must_be_long_and_hs256(ring):
+    from mcpsec.core.secret_files import Secret
+
+    with pytest.raises(SecretError, match="at least 32"):
+        ring.generate(Algorithm.HS256, secret=Secret(b"short", "standard input"))
+    with pytest.raises(InvalidInputError, match="only an HS256 secret"):
+        ring.generate(Algorithm.EDDSA, secret=Secret(b"k" * 40, "standard input"))
+    assert ring.entries() == []  # nothing half-written
