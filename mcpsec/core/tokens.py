@@ -246,17 +246,22 @@ class Tokens:
     ) -> TokenVerdict:
         """Valid or not, and why. Raises StoreError (never answers valid) if the revocation
         check cannot be made."""
+        offline = self._verify_offline(token, audience, permission)
+        if isinstance(offline, TokenVerdict):
+            return offline
+        marks = self.store.get_marks(*_revocation_query(offline))
+        return _verify_verdict(offline, marks, permission)
+
+    def _verify_offline(
+        self, token: str, audience: str | None, permission: str | None
+    ) -> TokenVerdict | Mapping[str, Any]:
+        """The verdict if it needs no store, else the claims whose revocation to check."""
         if permission is not None:
             check_permission(permission)
         check = self.check(token, audience=audience)
         if not check.valid:
             return TokenVerdict(False, check.reason, check.claims)
-        claims = check.claims
-        if self._revoked(claims):
-            return TokenVerdict(False, Reason.REVOKED, claims)
-        if permission is not None and not allows(_strings(claims.get("permissions")), permission):
-            return TokenVerdict(False, Reason.INSUFFICIENT_PERMISSION, claims)
-        return TokenVerdict(True, None, claims)
+        return check.claims
 
     def check(
         self,
@@ -482,15 +487,7 @@ class Tokens:
         self.store.update(FAMILY_KIND, fam, set={"reused_at": now})
 
     def _revoked(self, claims: Mapping[str, Any]) -> bool:
-        """One read: the token's own mark, its subject's cut-off, its family's mark."""
-        jti, iat, fam = claims["jti"], claims["iat"], claims.get("fam")
-        names = [_jti_mark(jti), CUTOFF_MARK]
-        if isinstance(fam, str):
-            names.append(_family_mark(fam))
-        marks = self.store.get_marks(subject_tag(claims["sub"]), names)
-        own, cutoff = marks[0], marks[1]
-        family = marks[2] if len(marks) > 2 else None
-        return own is not None or family is not None or (cutoff is not None and iat <= cutoff)
+        return _revoked_by(claims, self.store.get_marks(*_revocation_query(claims)))
 
     def _revoke_jti(self, target: str, jti: str) -> Revocation:
         parts = parse_jti(jti)
@@ -540,6 +537,31 @@ class _FamilyState:
     def recent(self, now: float, leeway: float) -> dict[str, float]:
         """The spent tokens that may still be presented once more (within the leeway)."""
         return {j: at for j, at in self.spent.items() if now - at <= leeway}
+
+
+def _revocation_query(claims: Mapping[str, Any]) -> tuple[str, list[str]]:
+    """One read answers it all: the token's own mark, its subject's cut-off, its family's."""
+    names = [_jti_mark(claims["jti"]), CUTOFF_MARK]
+    fam = claims.get("fam")
+    if isinstance(fam, str):
+        names.append(_family_mark(fam))
+    return subject_tag(claims["sub"]), names
+
+
+def _revoked_by(claims: Mapping[str, Any], marks: list[float | None]) -> bool:
+    own, cutoff = marks[0], marks[1]
+    family = marks[2] if len(marks) > 2 else None
+    return own is not None or family is not None or (cutoff is not None and claims["iat"] <= cutoff)
+
+
+def _verify_verdict(
+    claims: Mapping[str, Any], marks: list[float | None], permission: str | None
+) -> TokenVerdict:
+    if _revoked_by(claims, marks):
+        return TokenVerdict(False, Reason.REVOKED, claims)
+    if permission is not None and not allows(_strings(claims.get("permissions")), permission):
+        return TokenVerdict(False, Reason.INSUFFICIENT_PERMISSION, claims)
+    return TokenVerdict(True, None, claims)
 
 
 def load_keys(settings: Settings) -> TokenKeys:
@@ -614,14 +636,28 @@ def _whole(seconds: float) -> int:
 
 
 class AsyncTokens:
-    """The same rules for asyncio servers; each call runs the sync code in a worker thread."""
+    """The same rules for asyncio servers. `verify`, on every request, checks the signature
+    in the event loop (CPU only) and awaits the store's async read of the revocation marks;
+    the rest run the sync code in a worker thread."""
 
     def __init__(self, tokens: Tokens) -> None:
         self.tokens = tokens
         self.mint = in_thread(tokens.mint)
-        self.verify = in_thread(tokens.verify)
         self.inspect = in_thread(tokens.inspect)
         self.revoke = in_thread(tokens.revoke)
         self.revoke_jti = in_thread(tokens.revoke_jti)
         self.revoke_subject = in_thread(tokens.revoke_subject)
         self.refresh = in_thread(tokens.refresh)
+
+    async def verify(
+        self, token: str, *, audience: str | None = None, permission: str | None = None
+    ) -> TokenVerdict:
+        offline = self.tokens._verify_offline(token, audience, permission)
+        if isinstance(offline, TokenVerdict):
+            return offline
+        marks = await self.tokens.store.get_marks_async(*_revocation_query(offline))
+        return _verify_verdict(offline, marks, permission)
+
+    async def aclose(self) -> None:
+        """Close the store's asyncio connections of the running event loop."""
+        await self.tokens.store.aclose()

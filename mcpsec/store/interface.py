@@ -202,6 +202,12 @@ class Store(Protocol):
         """
         ...
 
+    async def get_marks_async(
+        self, group: str, names: Sequence[str]
+    ) -> builtins.list[float | None]:
+        """`get_marks` for asyncio servers, without a worker thread where the backend can."""
+        ...
+
     def now(self) -> float:
         """The store's clock in epoch seconds: the time every expiry is measured against."""
         ...
@@ -209,6 +215,10 @@ class Store(Protocol):
     def info(self) -> StoreInfo: ...
 
     def close(self) -> None: ...
+
+    async def aclose(self) -> None:
+        """Close what the async calls opened in the running event loop."""
+        ...
 
 
 def check_prefix(prefix: str) -> str:

@@ -25,10 +25,11 @@ a script that timed out may have run, and running it twice would count twice.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from typing import Any, Final
@@ -64,6 +65,7 @@ from mcpsec.store.interface import (
     check_prefix,
     check_update,
 )
+from mcpsec.store.redis_async import AsyncTransport, open_async_client
 from mcpsec.store.redis_errors import translate
 from mcpsec.store.url import StoreUrl, redact_url
 
@@ -96,13 +98,26 @@ class RedisStore:
         prefix: str = "mcpsec:",
         timeout: float = 2.0,
         backend: str = "redis",
+        async_opener: Callable[[], Any] | None = None,
+        async_batching: bool = True,
     ) -> None:
+        """`async_opener` makes an asyncio client for the async reads; without one (a client
+        given directly, as in tests), they run the blocking client in a worker thread."""
         self.client = client
         self.url = url
         self.prefix = check_prefix(prefix)
         self.timeout = timeout
         self.backend = backend
         self._scripts = {name: client.register_script(_source(name)) for name in _SCRIPTS}
+        self._async = (
+            AsyncTransport(
+                async_opener,
+                {n: (s.sha, s.script) for n, s in self._scripts.items()},
+                batching=async_batching,
+            )
+            if async_opener
+            else None
+        )
 
     @classmethod
     def from_url(cls, url: StoreUrl, *, prefix: str, timeout: float) -> RedisStore:
@@ -134,7 +149,15 @@ class RedisStore:
                 hint="check the host and port, and percent-encode special characters "
                 "in the user name and password",
             ) from None
-        return cls(client, url=url.url, prefix=prefix, timeout=timeout, backend=url.backend)
+        return cls(
+            client,
+            url=url.url,
+            prefix=prefix,
+            timeout=timeout,
+            backend=url.backend,
+            async_opener=lambda: open_async_client(url, timeout),
+            async_batching=url.backend != "redis-cluster",  # cluster pipelines refuse scripts
+        )
 
     # -- records ---------------------------------------------------------------------------
 
@@ -204,6 +227,17 @@ class RedisStore:
         check_mark(group, names)
         with self._errors():
             values = self._run("marks_get", [self._mark_key(group, n) for n in names])
+        return [float(v) if v is not None else None for v in values]
+
+    async def get_marks_async(
+        self, group: str, names: Sequence[str]
+    ) -> builtins.list[float | None]:
+        if self._async is None:
+            return await asyncio.to_thread(self.get_marks, group, names)
+        check_mark(group, names)
+        with self._errors():
+            keys = [self._mark_key(group, n) for n in names]
+            values = await self._async.run_batched("marks_get", keys)
         return [float(v) if v is not None else None for v in values]
 
     def delete(self, kind: str, id: str) -> bool:
@@ -328,6 +362,11 @@ class RedisStore:
 
     def close(self) -> None:
         self.client.close()
+
+    async def aclose(self) -> None:
+        if self._async is not None:
+            with self._errors():
+                await self._async.aclose()
 
     # -- plumbing --------------------------------------------------------------------------
 

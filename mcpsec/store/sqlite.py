@@ -9,6 +9,7 @@ The busy timeout is the store timeout: a locked database waits that long, then f
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import hmac
 import os
@@ -351,6 +352,11 @@ class SqliteStore:
         found = dict(rows)
         return [found.get(name) for name in names]
 
+    async def get_marks_async(
+        self, group: str, names: Sequence[str]
+    ) -> builtins.list[float | None]:
+        return await asyncio.to_thread(self.get_marks, group, names)
+
     # -- the rest --------------------------------------------------------------------------
 
     def now(self) -> float:
@@ -368,6 +374,9 @@ class SqliteStore:
             "file_mode": f"{file_mode:04o}",
         }
         return StoreInfo("sqlite", redact_url(self.url), sqlite3.sqlite_version, details)
+
+    async def aclose(self) -> None:
+        """Nothing to do: the async reads run the blocking connections in worker threads."""
 
     def close(self) -> None:
         with self._lock:

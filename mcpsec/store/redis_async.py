@@ -1,0 +1,195 @@
+"""The asyncio transport to Redis, for the reads a server makes on every request.
+
+    transport = AsyncTransport(lambda: open_async_client(url, timeout), scripts)
+    await transport.run("marks_get", keys)
+
+The same Lua scripts and the same keys as the blocking client: only the socket handling
+differs, so an asyncio server waits on Redis without a worker thread per request. A client
+belongs to the event loop it first ran in, so there is one per loop.
+
+`run_batched` is for reads that many requests make at once (the revocation check): calls
+made in the same turn of the event loop go out as one pipeline, still one script and one
+slot each, so 32 requests in flight cost one write and one read of the socket instead of
+32 of each. Only reads are batched: a write must never share the fate of another's error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import redis
+from redis.backoff import NoBackoff
+
+from mcpsec.store.url import StoreUrl
+
+MAX_IN_FLIGHT: Final = 32
+
+
+def open_async_client(url: StoreUrl, timeout: float) -> Any:
+    """An asyncio client with the blocking client's settings: explicit timeouts, no retries."""
+    import redis.asyncio as aredis
+    from redis.asyncio.retry import Retry
+
+    common: dict[str, Any] = {
+        "socket_connect_timeout": timeout,
+        "socket_timeout": timeout,
+        "retry": Retry(NoBackoff(), 0),
+        "decode_responses": True,
+    }
+    if url.backend == "redis-cluster":
+        from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in url.nodes],
+            username=url.username,
+            password=url.password,
+            ssl=url.tls,
+            **common,
+        )
+    return aredis.Redis.from_url(url.url, **common)
+
+
+class AsyncTransport:
+    """EVALSHA of our scripts over an asyncio client, one client per event loop."""
+
+    def __init__(
+        self,
+        opener: Callable[[], Any],
+        scripts: Mapping[str, tuple[str, str]],
+        *,
+        batching: bool = True,
+    ) -> None:
+        """`scripts` maps a script's name to its (sha1, source). `batching=False` for a
+        cluster, whose pipelines refuse scripts: there each call goes on its own."""
+        self._opener = opener
+        self._batching = batching
+        self._scripts = scripts
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._waiting: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[_Call]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._sending: set[asyncio.Task[None]] = set()  # held until each batch is sent
+        self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._opening: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def run_batched(self, name: str, keys: Sequence[str], *args: Any) -> Any:
+        """`run` for a read-only script, sent in one pipeline with the others of this turn."""
+        if not self._batching:
+            return await self.run(name, keys, *args)
+        loop = asyncio.get_running_loop()
+        call = _Call(name, tuple(keys), args, loop.create_future())
+        waiting = self._waiting.get(loop)
+        if waiting is None:
+            waiting = self._waiting[loop] = []
+            loop.call_soon(self._flush, loop)
+        waiting.append(call)
+        return await call.future
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        calls = self._waiting.pop(loop, [])
+        if calls:
+            task = loop.create_task(self._send(calls))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _send(self, calls: list[_Call]) -> None:
+        """One pipeline for the batch; each caller gets its own reply or error. A script the
+        server lost (NOSCRIPT) is loaded once and its calls sent again."""
+        try:
+            replies = await self._pipeline(calls)
+            lost = [c for c, r in zip(calls, replies, strict=True) if _is_noscript(r)]
+            if lost:
+                for name in {c.name for c in lost}:
+                    await (await self._client()).script_load(self._scripts[name][1])
+                again = dict(zip(map(id, lost), await self._pipeline(lost), strict=True))
+                replies = [again.get(id(c), r) for c, r in zip(calls, replies, strict=True)]
+        except BaseException as e:
+            for call in calls:
+                if not call.future.done():
+                    call.future.set_exception(e)
+            if isinstance(e, asyncio.CancelledError):
+                raise
+            return
+        for call, reply in zip(calls, replies, strict=True):
+            if call.future.done():  # the caller was cancelled
+                continue
+            if isinstance(reply, BaseException):
+                call.future.set_exception(reply)
+            else:
+                call.future.set_result(reply)
+
+    async def _pipeline(self, calls: Sequence[_Call]) -> list[Any]:
+        pipe = (await self._client()).pipeline(transaction=False)
+        for call in calls:
+            pipe.evalsha(self._scripts[call.name][0], len(call.keys), *call.keys, *call.args)
+        return list(await pipe.execute(raise_on_error=False))
+
+    async def run(self, name: str, keys: Sequence[str], *args: Any) -> Any:
+        """Like the blocking `_run`: reload the script only on NOSCRIPT, retry nothing else.
+
+        At most MAX_IN_FLIGHT calls per event loop wait on the server at once: a burst of
+        requests must not open a connection each (and overflow the server's accept queue).
+        """
+        client = await self._client()
+        sha, source = self._scripts[name]
+        async with self._slot():
+            try:
+                return await client.evalsha(sha, len(keys), *keys, *args)
+            except redis.exceptions.NoScriptError:
+                await client.script_load(source)
+                return await client.evalsha(sha, len(keys), *keys, *args)
+
+    def _slot(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        slots = self._slots.get(loop)
+        if slots is None:
+            slots = self._slots[loop] = asyncio.Semaphore(MAX_IN_FLIGHT)
+        return slots
+
+    async def aclose(self) -> None:
+        """Close this event loop's client (each loop's client must be closed in that loop)."""
+        client = self._clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()
+
+    async def _client(self) -> Any:
+        """This loop's client, set up once: redis-py's cluster client, first used by many
+        coroutines at once, would discover the cluster many times over and drop connections."""
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is not None:
+            return client
+        lock = self._opening.get(loop)
+        if lock is None:
+            lock = self._opening[loop] = asyncio.Lock()
+        async with lock:
+            client = self._clients.get(loop)
+            if client is None:
+                client = self._opener()
+                await client.initialize()
+                self._clients[loop] = client
+        return client
+
+
+@dataclass(frozen=True)
+class _Call:
+    name: str
+    keys: tuple[str, ...]
+    args: tuple[Any, ...]
+    future: asyncio.Future[Any]
+
+
+def _is_noscript(reply: Any) -> bool:
+    return isinstance(reply, redis.exceptions.NoScriptError) or (
+        isinstance(reply, redis.exceptions.ResponseError) and str(reply).startswith("NOSCRIPT")
+    )

@@ -1,0 +1,107 @@
+"""AsyncTokens.verify on real Redis and a real cluster: the asyncio transport, batched.
+
+Many verifications in flight at once go out as pipelines; each must still get its own
+verdict (tokens of many subjects live in many cluster slots), a lost script must be
+reloaded, and a server that cannot answer must fail every caller closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from mcpsec.core.errors import StoreError
+from mcpsec.core.secret_files import Secret
+from mcpsec.core.signing_keys import Algorithm, Keyring
+from mcpsec.core.token_keys import TokenKeys
+from mcpsec.core.token_rules import Reason
+from mcpsec.core.tokens import AsyncTokens, Tokens
+from mcpsec.store import open_store
+from mcpsec.store.redis_store import RedisStore
+
+from tests.support.redis_servers import free_port
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> TokenKeys:
+    ring = Keyring(tmp_path / "ring")
+    ring.generate(Algorithm.EDDSA)
+    return TokenKeys.load(ring, Secret(b"s" * 48, "test"))
+
+
+def test_concurrent_verifies_each_get_their_own_verdict(store: RedisStore, keys: TokenKeys) -> None:
+    tokens = Tokens(store, keys)
+    minted = [tokens.mint(f"user-{n}", roles=["user"], refresh=False) for n in range(40)]
+    revoked = {m.jti for m in minted[::3]}
+    for m in minted[::3]:
+        tokens.revoke(m.access_token)
+    verifier = AsyncTokens(tokens)
+
+    async def run() -> list[tuple[str, bool, Reason | None]]:
+        async def one(n: int) -> tuple[str, bool, Reason | None]:
+            m = minted[n % len(minted)]
+            verdict = await verifier.verify(m.access_token, permission="files:read")
+            return m.jti, verdict.valid, verdict.reason
+
+        try:
+            return await asyncio.gather(*(one(n) for n in range(400)))
+        finally:
+            await verifier.aclose()
+
+    results = asyncio.run(run())
+    assert len(results) == 400
+    for jti, valid, reason in results:
+        assert (valid, reason) == ((False, Reason.REVOKED) if jti in revoked else (True, None))
+
+
+def test_a_permission_is_checked_after_the_revocation(store: RedisStore, keys: TokenKeys) -> None:
+    tokens = Tokens(store, keys)
+    minted = tokens.mint("guest-user", roles=["guest"], refresh=False)
+    verifier = AsyncTokens(tokens)
+
+    async def run() -> tuple[Reason | None, Reason | None]:
+        try:
+            denied = await verifier.verify(minted.access_token, permission="files:write")
+            tokens.revoke(minted.access_token)
+            gone = await verifier.verify(minted.access_token, permission="files:write")
+            return denied.reason, gone.reason
+        finally:
+            await verifier.aclose()
+
+    assert asyncio.run(run()) == (Reason.INSUFFICIENT_PERMISSION, Reason.REVOKED)
+
+
+def test_a_flushed_script_is_loaded_again(store: RedisStore, keys: TokenKeys) -> None:
+    tokens = Tokens(store, keys)
+    minted = tokens.mint("flushed", refresh=False)
+    verifier = AsyncTokens(tokens)
+
+    async def run() -> list[bool]:
+        try:
+            await verifier.verify(minted.access_token)  # the script is cached now
+            store.client.script_flush()
+            found = await asyncio.gather(*(verifier.verify(minted.access_token) for _ in range(20)))
+            return [v.valid for v in found]
+        finally:
+            await verifier.aclose()
+
+    assert asyncio.run(run()) == [True] * 20
+
+
+def test_an_unreachable_server_fails_every_caller_closed(keys: TokenKeys, tmp_path: Path) -> None:
+    minter = Tokens(open_store(f"sqlite:///{tmp_path}/mint.db"), keys)
+    minted = minter.mint("alice", refresh=False)
+    dead = open_store(f"redis://127.0.0.1:{free_port()}/0", timeout=0.5)
+    verifier = AsyncTokens(Tokens(dead, keys))
+
+    async def run() -> list[object]:
+        try:
+            return await asyncio.gather(
+                *(verifier.verify(minted.access_token) for _ in range(10)), return_exceptions=True
+            )
+        finally:
+            await verifier.aclose()
+
+    outcomes = asyncio.run(run())
+    assert all(isinstance(o, StoreError) for o in outcomes), outcomes
