@@ -139,6 +139,19 @@ def _to_stderr(text: str, stream: IO[str] | None) -> None:
         print(text, file=stream, flush=True)
 
 
+def escape_unprintable(text: str) -> str:
+    """Control and formatting characters (C0, C1, bidi overrides) as `\\xNN`/`\\uNNNN`: what
+    came from an untrusted source (a token being inspected) must not drive the terminal."""
+    import unicodedata
+
+    return "".join(
+        (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
+        if unicodedata.category(c) in {"Cc", "Cf"}
+        else c
+        for c in text
+    )
+
+
 def jsonable(value: Any) -> Any:  # noqa: PLR0911 - one return per shape
     """Dataclasses, enums, paths and datetimes as the stable JSON shapes documented per command."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):

@@ -203,12 +203,11 @@ def _revocation_line(done: Revocation) -> str:
 
 
 def _inspection_document(seen: Inspection) -> dict[str, Any]:
-    from mcpsec.core.clock import to_datetime
     from mcpsec.core.token_rules import is_time
 
     times = {
         name: {
-            "at": to_datetime(seen.claims[name]).isoformat(),
+            "at": _iso(seen.claims[name]),
             "relative": _relative(name, seen.claims[name], seen.now),
         }
         for name in ("iat", "nbf", "exp")
@@ -225,15 +224,18 @@ def _inspection_document(seen: Inspection) -> dict[str, Any]:
 
 
 def _inspection_lines(document: dict[str, Any]) -> str:
+    """Every name and value escaped: the token is untrusted, its text could drive the terminal."""
+    from mcpsec.cli.output import escape_unprintable as shown
+
     lines = [UNVERIFIED, ""]
     for name, value in document["header"].items():
-        lines.append(f"header.{name}: {value}")
+        lines.append(shown(f"header.{name}: {value}"))
     for name, value in document["claims"].items():
-        shown = " ".join(value) if isinstance(value, list) else value
+        text = " ".join(map(str, value)) if isinstance(value, list) else str(value)
         if name in document["times"]:
             when = document["times"][name]
-            shown = f"{when['at']} ({when['relative']})"
-        lines.append(f"{name}: {shown}")
+            text = f"{when['at'] or 'beyond the year 9999'} ({when['relative']})"
+        lines.append(shown(f"{name}: {text}"))
     revoked = document["revoked"]
     status = document["revocation_note"] or ("REVOKED" if revoked else "not revoked")
     lines += ["", f"revocation: {status}"]
@@ -253,6 +255,16 @@ def _relative(name: str, at: Any, now: float) -> str:
     if name == "nbf":
         return f"valid in {gap}" if future else f"valid since {gap} ago"
     return f"issued in {gap} (in the future!)" if future else f"issued {gap} ago"
+
+
+def _iso(epoch: float) -> str | None:
+    """None for a time a datetime cannot hold (past the year 9999): the token is untrusted."""
+    from mcpsec.core.clock import to_datetime
+
+    try:
+        return to_datetime(epoch).isoformat()
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 def _now() -> float:

@@ -77,11 +77,12 @@ def diagnose(
             (
                 Check("config", Status.FAIL, str(e), Area.CONFIG),
                 Check("jwt secret", Status.SKIP, "config does not parse", Area.CONFIG),
+                Check("signing keys", Status.SKIP, "config does not parse", Area.CONFIG),
                 Check("store", Status.SKIP, "config does not parse", Area.STORE),
                 Check("clock", Status.SKIP, "config does not parse", Area.STORE),
             )
         )
-    checks = [_config_check(settings), _secret_check(settings)]
+    checks = [_config_check(settings), _secret_check(settings), _signing_check(settings)]
     checks += _store_checks(settings, opener or _open, now)
     return DoctorReport(tuple(checks))
 
@@ -118,6 +119,37 @@ def _secret_check(settings: Settings) -> Check:
         return Check("jwt secret", Status.FAIL, str(e), Area.CONFIG)
     return Check(
         "jwt secret", Status.OK, f"{len(secret.value)} bytes from {secret.source}", Area.CONFIG
+    )
+
+
+def _signing_check(settings: Settings) -> Check:
+    """The key that will sign tokens loads, matches its kid, and is of an accepted algorithm."""
+    from mcpsec.core.tokens import load_keys
+
+    try:
+        keys = load_keys(settings)
+    except ConfigError as e:
+        return Check("signing keys", Status.FAIL, str(e), Area.CONFIG)
+    signer = keys.signing
+    if signer is None:
+        return Check(
+            "signing keys",
+            Status.WARN,
+            "none; `mcpsec config init` or `mcpsec signing-key generate` makes one",
+            Area.CONFIG,
+        )
+    if signer.alg.value not in settings.tokens.algorithms:
+        return Check(
+            "signing keys",
+            Status.FAIL,
+            f"the signer {signer.kid} uses {signer.alg}, which tokens.algorithms does not accept",
+            Area.CONFIG,
+        )
+    return Check(
+        "signing keys",
+        Status.OK,
+        f"{signer.alg} key {signer.kid} signs; {len(keys.verifying)} key(s) verify",
+        Area.CONFIG,
     )
 
 

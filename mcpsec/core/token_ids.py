@@ -68,6 +68,10 @@ def check_subject(subject: str) -> str:
         )
     if _SUBJECT_FORBIDDEN.search(subject):
         raise InvalidInputError("a subject cannot contain control characters", field="subject")
+    try:
+        subject.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: argv bytes that were not UTF-8
+        raise InvalidInputError("a subject must be valid UTF-8 text", field="subject") from None
     return subject
 
 

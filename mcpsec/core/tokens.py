@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from mcpsec.core.async_bridge import in_thread
 from mcpsec.core.clock import Clock, SystemClock, to_datetime
-from mcpsec.core.durations import check_lifetime
+from mcpsec.core.durations import MAX_SECONDS, check_lifetime
 from mcpsec.core.errors import ConfigError, InvalidInputError, MCPSecError
 from mcpsec.core.rbac import RoleTable, allows, check_permission
 from mcpsec.core.roles import DEFAULT_ROLES
@@ -286,6 +286,9 @@ class Tokens:
         ):
             return TokenCheck(False, Reason.MALFORMED, check.claims)
         if check.valid and not _family_ok(check.claims, expected):
+            return TokenCheck(False, Reason.MALFORMED, check.claims)
+        if check.valid and check.claims["exp"] - check.claims["iat"] > MAX_SECONDS:
+            # Never minted here, and could not be revoked: a revocation lives at most that long.
             return TokenCheck(False, Reason.MALFORMED, check.claims)
         return check
 

@@ -79,7 +79,7 @@ def test_doctor_healthy_after_init(mcpsec):
     ran = mcpsec("doctor")
     assert ran.exit_code == 0, ran.stdout
     lines = ran.stdout.strip().splitlines()
-    assert [line.split()[1] for line in lines] == ["config", "jwt", "store", "clock"]
+    assert [line.split()[1] for line in lines] == ["config", "jwt", "signing", "store", "clock"]
     assert all(line.startswith("ok") for line in lines)
     doc = json.loads(mcpsec("doctor", "--json").stdout)
     assert {c["name"]: c["status"] for c in doc["checks"]}["store"] == "ok"

@@ -74,7 +74,7 @@ def test_unparseable_config_fails_config_and_skips_the_rest(env, tmp_path):
     bad.write_text("[store\n")
     report = diagnose(env, config_path=bad)
     assert report.failed_area is Area.CONFIG
-    assert [c.status for c in report.checks][1:] == [Status.SKIP] * 3
+    assert [c.status for c in report.checks][1:] == [Status.SKIP] * 4
 
 
 def test_unreachable_store_fails_store_and_hides_the_password(env):
