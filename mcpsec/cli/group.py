@@ -129,6 +129,9 @@ def _usage_error(error: typer.TyperException, *, help_shown: bool) -> int:
             print(error.format_message())
         return errors.USAGE
     message = error.format_message()
+    if message.startswith("Got unexpected extra argument"):
+        # Click quotes the arguments, and a stray one may be a token or key: never echo it.
+        message = "got more arguments than the command takes"
     if ctx is not None:
         message += f" (see `{ctx.command_path} --help`)"
     error_line(message)
