@@ -68,10 +68,7 @@ def check_subject(subject: str) -> str:
         )
     if _SUBJECT_FORBIDDEN.search(subject):
         raise InvalidInputError("a subject cannot contain control characters", field="subject")
-    try:
-        subject.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate: argv bytes that were not UTF-8
-        raise InvalidInputError("a subject must be valid UTF-8 text", field="subject") from None
+    _must_be_utf8(subject, "a subject", "subject")
     return subject
 
 
@@ -84,4 +81,12 @@ def check_audience(audience: str) -> str:
         )
     if _SUBJECT_FORBIDDEN.search(audience):
         raise InvalidInputError("an audience cannot contain control characters", field="audience")
+    _must_be_utf8(audience, "an audience", "audience")
     return audience
+
+
+def _must_be_utf8(text: str, what: str, field: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: argv bytes that were not UTF-8
+        raise InvalidInputError(f"{what} must be valid UTF-8 text", field=field) from None

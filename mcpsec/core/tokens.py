@@ -65,7 +65,7 @@ if TYPE_CHECKING:
 FAMILY_KIND: Final = "token_family"
 CUTOFF_MARK: Final = "s"  # the subject's cut-off: tokens issued at or before it are revoked
 LATEST_MARK: Final = "x"  # the latest `exp` of any token minted for the subject
-MAX_LIVE: Final = 8  # live refresh tokens per family: 1, plus forks by concurrent refreshes
+MAX_LIVE: Final = 32  # live refresh tokens of a family: 1, plus forks by concurrent refreshes
 _CAS_TRIES: Final = 50
 _FAMILY_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 ALL_ALGORITHMS: Final = tuple(a.value for a in Algorithm)
@@ -371,6 +371,11 @@ class Tokens:
                 live = [j for j in state.live if j != jti]
                 spent = {**state.recent(now, self.reuse_leeway), jti: now}
             elif now - state.spent.get(jti, -math.inf) <= self.reuse_leeway:
+                if len(state.live) >= MAX_LIVE:  # never evict a token handed out: refuse
+                    raise MCPSecError(
+                        "this refresh token was just spent and refreshed too many times at "
+                        "once; use the newest refresh token"
+                    )
                 live, spent = list(state.live), state.recent(now, self.reuse_leeway)
             else:
                 self._end_family(subject, fam, state, record, now)
@@ -470,7 +475,7 @@ class Tokens:
             FAMILY_KIND,
             fam,
             set={
-                "live": [*live, family.refresh_jti][-MAX_LIVE:],
+                "live": [*live, family.refresh_jti],
                 "spent": spent,
                 "version": state.version + 1,
                 "max_exp": max(state.max_exp, access_exp),

@@ -8,6 +8,8 @@ import json
 import os
 import re
 import time
+from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
@@ -63,7 +65,7 @@ def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def jwt_secret(home) -> bytes:
+def jwt_secret(home: Path) -> bytes:
     return (home / "cfg" / "mcpsec" / "jwt.secret").read_bytes().strip()
 
 
@@ -71,7 +73,7 @@ def claims_for(**changes):
     """Claims mcpsec would accept for an access token, with `changes` applied; the jti is
     made for the final sub and exp unless given."""
     now = int(time.time())
-    claims = {
+    claims: dict[str, Any] = {
         "sub": "alice",
         "iss": "mcpsec",
         "iat": now,

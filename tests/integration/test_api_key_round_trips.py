@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from mcpsec.core.api_keys import ApiKeys
 from mcpsec.store.redis_store import RedisStore
+
+from tests.support.sent_commands import record_commands
 
 pytestmark = pytest.mark.redis_server
 
@@ -25,14 +25,7 @@ def test_verify_is_one_command(store: RedisStore, monkeypatch: pytest.MonkeyPatc
         presented = format_key(KeyParts(parts.prefix, parts.key_id, random_base62(43)))
     keys.verify(presented)  # the script is loaded on this client once
 
-    sent: list[tuple[Any, ...]] = []
-    real = store.client.execute_command
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        sent.append(args)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(store.client, "execute_command", counting)
+    sent = record_commands(store.client, monkeypatch)
     verdict = keys.verify(presented, permission="files:read")
     assert [a[0] for a in sent] == ["EVALSHA"]
     numkeys = int(sent[0][2])
