@@ -92,6 +92,46 @@ KEY_KIND: Final = "key"
 
 
 @dataclass(frozen=True)
+class BucketRequest:
+    """One token bucket of a decision: its limits (this call's policy) and what it costs."""
+
+    name: str
+    capacity: float
+    refill: float  # tokens per second; 0: the bucket never refills (a quota)
+    cost: float = 1.0
+    overridable: bool = False  # an override record of the group replaces these limits
+
+
+@dataclass(frozen=True)
+class BucketLevel:
+    name: str
+    capacity: float  # the limits that applied (an override's, if one did)
+    refill: float
+    tokens: float  # after this call's charge if it was allowed, else as it stands
+    retry_after: float | None  # seconds until `cost` tokens are there; 0 now; None never
+    reset_after: float | None  # seconds until the bucket is full again; None never
+    existed: bool  # False: the bucket was full (absent) before this call
+
+
+@dataclass(frozen=True)
+class BucketReply:
+    allowed: bool  # every bucket had enough; then (when consuming) every one was charged
+    levels: tuple[BucketLevel, ...]
+
+
+@dataclass(frozen=True)
+class BucketEntry:
+    group: str
+    level: BucketLevel
+
+
+@dataclass(frozen=True)
+class BucketPage:
+    buckets: tuple[BucketEntry, ...]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
 class LogEntry:
     id: str  # opaque, increasing within a stream; pass as `after` to read what follows
     time: float  # epoch seconds by the store's clock
@@ -208,6 +248,33 @@ class Store(Protocol):
         """`get_marks` for asyncio servers, without a worker thread where the backend can."""
         ...
 
+    def take_buckets(
+        self,
+        group: str,
+        requests: Sequence[BucketRequest],
+        *,
+        consume: bool = True,
+        override_kind: str | None = None,
+    ) -> BucketReply:
+        """Token buckets of one group, all or nothing, in one atomic step by the store's clock.
+
+        Each bucket refills at `refill` per second up to `capacity` (an absent bucket is
+        full). If every bucket holds its `cost`, each is charged (unless `consume` is False);
+        if one does not, none is. With `override_kind`, a live record of that kind whose id
+        is the group supplies `capacity` and `refill` for the overridable requests. One
+        round trip and one cluster slot on Redis, never retried by the client.
+        """
+        ...
+
+    def reset_buckets(self, group: str, names: Sequence[str] | None = None) -> int:
+        """Make buckets full again (forget them): the named ones, or all of the group.
+        Returns how many were not full."""
+        ...
+
+    def list_buckets(self, *, cursor: str | None = None, limit: int = 100) -> BucketPage:
+        """Buckets that are not full, by group then name, a page at a time."""
+        ...
+
     def now(self) -> float:
         """The store's clock in epoch seconds: the time every expiry is measured against."""
         ...
@@ -293,6 +360,42 @@ def check_mark(group: str, names: Sequence[str], value: float = 0.0) -> None:
         check_id(name, "mark name")
     if isinstance(value, bool) or not isinstance(value, int | float) or not abs(value) < 2**53:
         raise InvalidInputError(f"mark value {value!r} is not a finite number", field="value")
+
+
+def check_buckets(group: str, requests: Sequence[BucketRequest]) -> None:
+    """Names follow the id rules; limits are finite, capacity > 0, refill and cost >= 0."""
+    check_id(group, "bucket group")
+    if not requests:
+        raise InvalidInputError("at least one bucket is needed", field="buckets")
+    names = [r.name for r in requests]
+    if len(set(names)) != len(names):
+        raise InvalidInputError("a bucket is named twice in one decision", field="buckets")
+    for r in requests:
+        check_id(r.name, "bucket name")
+        for what, value, least in (("capacity", r.capacity, 0.0), ("refill", r.refill, 0.0)):
+            if not _finite(value) or value < least or (what == "capacity" and value == 0):
+                raise InvalidInputError(f"bucket {what} {value!r} is out of range", field=what)
+        if not _finite(r.cost) or r.cost < 0:
+            raise InvalidInputError(f"cost {r.cost!r} must be a number >= 0", field="cost")
+
+
+def refilled(tokens: float, since: float, capacity: float, refill: float, now: float) -> float:
+    """A bucket's tokens now: what it held at `since`, plus the refill, up to capacity.
+    The same rule as bucket_take.lua; backends without Lua use this."""
+    return min(capacity, tokens + max(0.0, now - since) * refill)
+
+
+def bucket_level(
+    name: str, capacity: float, refill: float, tokens: float, cost: float, *, existed: bool
+) -> BucketLevel:
+    """What a decision reports of one bucket holding `tokens` (after any charge)."""
+    retry = 0.0 if tokens >= cost else ((cost - tokens) / refill if refill > 0 else None)
+    reset = 0.0 if tokens >= capacity else ((capacity - tokens) / refill if refill > 0 else None)
+    return BucketLevel(name, capacity, refill, tokens, retry, reset, existed)
+
+
+def _finite(value: float) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and abs(value) < 2**53
 
 
 def check_limit(limit: int) -> int:

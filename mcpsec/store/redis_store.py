@@ -11,6 +11,9 @@ kinds start with a letter, so the `_` families can never collide with a record k
     <prefix>_ver:{<kind>}      id -> version of its last registration in the index
     <prefix>_seq:{<kind>}      the kind's registration counter
     <prefix>_log:{<stream>}    a stream; each entry holds one field `d`, the JSON body
+    <prefix>_rl:{<group>}:<name>
+                               a token bucket: hash of tokens, ts, capacity, refill
+    <prefix>_rli               "<group> <name>" of buckets that may not be full: listing
     <prefix>_mark:{<group>}:<name>
                                a mark: a number with an expiry (token revocations)
 
@@ -47,6 +50,11 @@ from mcpsec.store.interface import (
     KEEP_TTL,
     KEY_GRANT_FIELDS,
     KEY_KIND,
+    BucketEntry,
+    BucketLevel,
+    BucketPage,
+    BucketReply,
+    BucketRequest,
     JSONValue,
     KeyOutcome,
     KeyTouch,
@@ -57,6 +65,8 @@ from mcpsec.store.interface import (
     UpdateResult,
     UpdateStatus,
     _Keep,
+    bucket_level,
+    check_buckets,
     check_fields,
     check_id,
     check_kind,
@@ -64,6 +74,7 @@ from mcpsec.store.interface import (
     check_mark,
     check_prefix,
     check_update,
+    refilled,
 )
 from mcpsec.store.redis_async import AsyncTransport, open_async_client
 from mcpsec.store.redis_errors import translate
@@ -82,7 +93,9 @@ _SCRIPTS: Final = (
     "key_touch",
     "mark_set",
     "marks_get",
+    "bucket_take",
 )
+BUCKET_INDEX: Final = "_rli"  # sorted set of "<group> <name>" for every bucket not yet full
 
 Client = redis.Redis | RedisCluster
 
@@ -239,6 +252,71 @@ class RedisStore:
             keys = [self._mark_key(group, n) for n in names]
             values = await self._async.run_batched("marks_get", keys)
         return [float(v) if v is not None else None for v in values]
+
+    def take_buckets(
+        self,
+        group: str,
+        requests: Sequence[BucketRequest],
+        *,
+        consume: bool = True,
+        override_kind: str | None = None,
+    ) -> BucketReply:
+        check_buckets(group, requests)
+        override = (
+            self._record_key(check_kind(override_kind), group)
+            if override_kind
+            else self._bucket_key(group, None)  # never a key: nothing overrides
+        )
+        args: builtins.list[Any] = ["take" if consume else "peek"]
+        for r in requests:
+            args += [repr(float(r.capacity)), repr(float(r.refill)), repr(float(r.cost))]
+            args.append("1" if r.overridable else "0")
+        keys = [override, *(self._bucket_key(group, r.name) for r in requests)]
+        with self._errors():
+            reply = self._run("bucket_take", keys, *args)
+            levels = _bucket_levels(requests, reply[1:])
+            allowed = reply[0] == "1"
+            created = [lv.name for lv in levels if not lv.existed]
+            if allowed and consume and created:
+                members = {f"{group} {name}": 0 for name in created}
+                self.client.zadd(self.prefix + BUCKET_INDEX, members, nx=True)
+        return BucketReply(allowed, tuple(levels))
+
+    def reset_buckets(self, group: str, names: Sequence[str] | None = None) -> int:
+        check_id(group, "bucket group")
+        with self._errors():
+            if names is None:
+                start, end = f"[{group} ", f"[{group} \xff"
+                members = self.client.zrangebylex(self.prefix + BUCKET_INDEX, start, end)
+                names = [m.split(" ", 1)[1] for m in members]
+            for name in names:
+                check_id(name, "bucket name")
+            if not names:
+                return 0
+            removed = int(self.client.delete(*(self._bucket_key(group, n) for n in names)))
+            self.client.zrem(self.prefix + BUCKET_INDEX, *(f"{group} {n}" for n in names))
+        return removed
+
+    def list_buckets(self, *, cursor: str | None = None, limit: int = 100) -> BucketPage:
+        check_limit(limit)
+        start = f"({cursor}" if cursor else "-"
+        with self._errors():
+            members = self.client.zrangebylex(self.prefix + BUCKET_INDEX, start, "+", 0, limit)
+            pairs = [m.split(" ", 1) for m in members]
+            pipe = self.client.pipeline(transaction=False)
+            for group, name in pairs:
+                pipe.hgetall(self._bucket_key(group, name))
+            raws = pipe.execute() if pairs else []
+            now = self.now()
+            gone = [m for m, raw in zip(members, raws, strict=True) if not raw]
+            if gone:  # expired when full: forget them
+                self.client.zrem(self.prefix + BUCKET_INDEX, *gone)
+        entries = [
+            BucketEntry(group, _stored_level(name, raw, now))
+            for (group, name), raw in zip(pairs, raws, strict=True)
+            if raw
+        ]
+        return BucketPage(tuple(entries), members[-1] if len(members) == limit else None)
 
     def delete(self, kind: str, id: str) -> bool:
         check_kind(kind)
@@ -397,6 +475,9 @@ class RedisStore:
             self.prefix + "_seq" + tag,
         )
 
+    def _bucket_key(self, group: str, name: str | None) -> str:
+        return self.prefix + "_rl:{" + group + "}" + (":" + name if name is not None else "")
+
     def _mark_key(self, group: str, name: str) -> str:
         return self.prefix + "_mark:{" + group + "}:" + name
 
@@ -449,6 +530,37 @@ class RedisStore:
             raise translate(e, redact_url(self.url)) from e
         except OSError as e:  # a socket error the client did not wrap
             raise translate(redis.ConnectionError(str(e)), redact_url(self.url)) from e
+
+
+def _bucket_levels(
+    requests: Sequence[BucketRequest], values: Sequence[str]
+) -> builtins.list[BucketLevel]:
+    levels = []
+    for i, r in enumerate(requests):
+        capacity, refill, tokens, retry, reset, existed = values[i * 6 : i * 6 + 6]
+        levels.append(
+            BucketLevel(
+                r.name,
+                float(capacity),
+                float(refill),
+                float(tokens),
+                _never(retry),
+                _never(reset),
+                existed == "1",
+            )
+        )
+    return levels
+
+
+def _never(value: str) -> float | None:
+    seconds = float(value)
+    return None if seconds < 0 else seconds
+
+
+def _stored_level(name: str, raw: Mapping[str, str], now: float) -> BucketLevel:
+    capacity, refill = float(raw["capacity"]), float(raw["refill"])
+    tokens = refilled(float(raw["tokens"]), float(raw["ts"]), capacity, refill, now)
+    return bucket_level(name, capacity, refill, tokens, 1.0, existed=True)
 
 
 def _nodes(url: StoreUrl) -> builtins.list[ClusterNode]:

@@ -37,6 +37,10 @@ from mcpsec.store.interface import (
     KEEP_TTL,
     KEY_GRANT_FIELDS,
     KEY_KIND,
+    BucketEntry,
+    BucketPage,
+    BucketReply,
+    BucketRequest,
     JSONValue,
     KeyOutcome,
     KeyTouch,
@@ -47,6 +51,8 @@ from mcpsec.store.interface import (
     UpdateResult,
     UpdateStatus,
     _Keep,
+    bucket_level,
+    check_buckets,
     check_fields,
     check_id,
     check_kind,
@@ -54,10 +60,11 @@ from mcpsec.store.interface import (
     check_mark,
     check_update,
     is_counter,
+    refilled,
 )
 from mcpsec.store.url import redact_url
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS records (
     kind TEXT NOT NULL,
@@ -82,6 +89,17 @@ CREATE TABLE IF NOT EXISTS marks (
     PRIMARY KEY (grp, name)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS marks_expiry ON marks (expires_at);
+CREATE TABLE IF NOT EXISTS buckets (
+    grp TEXT NOT NULL,
+    name TEXT NOT NULL,
+    tokens REAL NOT NULL,
+    ts REAL NOT NULL,
+    capacity REAL NOT NULL,
+    refill REAL NOT NULL,
+    expires_at REAL,
+    PRIMARY KEY (grp, name)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS buckets_expiry ON buckets (expires_at) WHERE expires_at IS NOT NULL;
 """
 _PURGE_EVERY: Final = 60.0  # seconds between sweeps of expired rows; reads ignore them anyway
 _FOLLOW_POLL: Final = 0.05
@@ -357,6 +375,111 @@ class SqliteStore:
     ) -> builtins.list[float | None]:
         return await asyncio.to_thread(self.get_marks, group, names)
 
+    # -- token buckets ---------------------------------------------------------------------
+
+    def take_buckets(
+        self,
+        group: str,
+        requests: Sequence[BucketRequest],
+        *,
+        consume: bool = True,
+        override_kind: str | None = None,
+    ) -> BucketReply:
+        """The rules of bucket_take.lua, in one write transaction."""
+        check_buckets(group, requests)
+        with self._write() as db:
+            now = self.clock.now()
+            override = self._override(db, override_kind, group, now)
+            states = []
+            for r in requests:
+                capacity, refill = (
+                    override if r.overridable and override else (r.capacity, r.refill)
+                )
+                row = db.execute(
+                    "SELECT tokens, ts FROM buckets WHERE grp = ? AND name = ? "
+                    "AND (expires_at IS NULL OR expires_at > ?)",
+                    (group, r.name, now),
+                ).fetchone()
+                tokens = refilled(row[0], row[1], capacity, refill, now) if row else capacity
+                states.append((r, capacity, refill, tokens, row is not None))
+            allowed = all(tokens >= r.cost for r, _, _, tokens, _ in states)
+            levels = []
+            for r, capacity, refill, held, existed in states:
+                left = held - r.cost if allowed and consume else held
+                if allowed and consume:
+                    expires = now + (capacity - left) / refill + 1 if refill > 0 else None
+                    db.execute(
+                        "INSERT OR REPLACE INTO buckets "
+                        "(grp, name, tokens, ts, capacity, refill, expires_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (group, r.name, left, now, capacity, refill, expires),
+                    )
+                levels.append(bucket_level(r.name, capacity, refill, left, r.cost, existed=existed))
+        return BucketReply(allowed, tuple(levels))
+
+    def reset_buckets(self, group: str, names: Sequence[str] | None = None) -> int:
+        check_id(group, "bucket group")
+        for name in names or ():
+            check_id(name, "bucket name")
+        with self._write() as db:
+            now = self.clock.now()
+            live = "AND (expires_at IS NULL OR expires_at > ?)"
+            if names is None:
+                cursor = db.execute(f"DELETE FROM buckets WHERE grp = ? {live}", (group, now))  # noqa: S608 - constant text
+            else:
+                marks = ", ".join("?" * len(names))
+                cursor = db.execute(
+                    f"DELETE FROM buckets WHERE grp = ? AND name IN ({marks}) {live}",  # noqa: S608 - only placeholders are interpolated
+                    (group, *names, now),
+                )
+            return int(cursor.rowcount)
+
+    def list_buckets(self, *, cursor: str | None = None, limit: int = 100) -> BucketPage:
+        check_limit(limit)
+        group, _, name = (cursor or "").partition(" ")
+        with self._errors():
+            now = self.clock.now()
+            rows = (
+                self._connection()
+                .execute(
+                    "SELECT grp, name, tokens, ts, capacity, refill FROM buckets "
+                    "WHERE (grp, name) > (?, ?) AND (expires_at IS NULL OR expires_at > ?) "
+                    "ORDER BY grp, name LIMIT ?",
+                    (group, name, now, limit),
+                )
+                .fetchall()
+            )
+        entries = tuple(
+            BucketEntry(
+                grp,
+                bucket_level(
+                    nm,
+                    capacity,
+                    refill,
+                    refilled(tokens, ts, capacity, refill, now),
+                    1.0,
+                    existed=True,
+                ),
+            )
+            for grp, nm, tokens, ts, capacity, refill in rows
+        )
+        last = f"{rows[-1][0]} {rows[-1][1]}" if len(rows) == limit else None
+        return BucketPage(entries, last)
+
+    def _override(
+        self, db: sqlite3.Connection, kind: str | None, group: str, now: float
+    ) -> tuple[float, float] | None:
+        if kind is None:
+            return None
+        row = self._live_row(db, check_kind(kind), group, now)
+        if row is None:
+            return None
+        fields = codec.decode(row[0])
+        capacity, refill = fields.get("capacity"), fields.get("refill")
+        if capacity is None or refill is None:
+            return None
+        return float(capacity), float(refill)
+
     # -- the rest --------------------------------------------------------------------------
 
     def now(self) -> float:
@@ -468,6 +591,7 @@ class SqliteStore:
             self._next_purge = now + _PURGE_EVERY
             db.execute("DELETE FROM records WHERE expires_at <= ?", (now,))
             db.execute("DELETE FROM marks WHERE expires_at <= ?", (now,))
+            db.execute("DELETE FROM buckets WHERE expires_at <= ?", (now,))
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
