@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 from mcpsec.core.durations import MAX_SECONDS, format_duration, parse_duration, parse_lifetime
 from mcpsec.core.errors import ConfigError, InvalidInputError
 from mcpsec.core.key_format import check_prefix as check_key_prefix
+from mcpsec.core.rate_config import build_rate_policy, parse_rate_tables
+from mcpsec.core.ratelimit import RatePolicy
 from mcpsec.core.rbac import RoleTable
 from mcpsec.core.roles import DEFAULT_ROLES, build_roles, parse_role_tables
 from mcpsec.core.secret_files import Secret
@@ -46,6 +48,8 @@ ENV_VARS: dict[str, str] = {
     "tokens.reuse_leeway": "MCPSEC_JWT_REUSE_LEEWAY",
     "keys.prefix": "MCPSEC_KEY_PREFIX",
     "keys.default_ttl": "MCPSEC_KEY_DEFAULT_TTL",
+    "rate.fail_open": "MCPSEC_RATE_FAIL_OPEN",
+    "rate.default_role": "MCPSEC_RATE_DEFAULT_ROLE",
 }
 SECRET_SETTINGS = frozenset({"tokens.secret"})
 FILE_ONLY_FORBIDDEN = frozenset({"tokens.secret"})  # a secret value never lives in the config file
@@ -86,6 +90,10 @@ SETTING_HELP: dict[str, str] = {
     "client.",
     "keys.prefix": "The first part of every new API key (default `mcp`): 1-16 lowercase letters "
     "and digits, so that secret scanners can recognise the keys.",
+    "rate.fail_open": "What a rate-limit decision says when the store cannot be reached: "
+    "`true` (the default) allows the request and says so, `false` refuses it.",
+    "rate.default_role": "The role whose `[rate.roles.*]` limit applies to a principal none of "
+    "whose roles has one (default `guest`).",
     "keys.default_ttl": "How long a new API key lives when `keys create` is given no `--ttl`, "
     "like `90d`, or `never` (default `90d`).",
 }
@@ -127,6 +135,7 @@ class Settings:
     keys: KeySettings = field(default_factory=KeySettings)
     roles: RoleTable = DEFAULT_ROLES
     sources: Mapping[str, str] = field(default_factory=dict)
+    rate: RatePolicy = field(default_factory=RatePolicy)
 
     def source_of(self, name: str) -> str:
         return self.sources.get(name, "default")
@@ -230,6 +239,9 @@ def _flatten(document: Mapping[str, Any], path: Path) -> dict[str, Any]:
             raise ConfigError(f"config file {path}: `{section}` must be a [section]")
         for key, value in table.items():
             name = f"{section}.{key}"
+            if name == "rate.roles":  # [rate.roles.<role>] tables: see mcpsec.core.rate_config
+                flat[name] = parse_rate_tables(value, f"config file {path}")
+                continue
             if name not in ENV_VARS or name in FILE_ONLY_FORBIDDEN:
                 raise ConfigError(f"config file {path}: unknown setting `{key}` in [{section}]")
             flat[name] = value
@@ -295,7 +307,28 @@ def _build(path: Path, found: bool, merged: dict[str, Any], sources: dict[str, s
         ),
     )
     roles = _roles(merged["roles"], path) if "roles" in merged else DEFAULT_ROLES
-    return Settings(path, found, store, tokens, keys, roles, sources)
+    rate = build_rate_policy(
+        merged.get("rate.roles"),
+        roles,
+        fail_open=_boolean(merged["rate.fail_open"], "rate.fail_open", sources)
+        if "rate.fail_open" in merged
+        else True,
+        default_role=optional("rate.default_role"),
+        source=f"config file {path}",
+    )
+    return Settings(path, found, store, tokens, keys, roles, sources, rate)
+
+
+def _boolean(value: Any, name: str, sources: Mapping[str, str]) -> bool:
+    """TOML true/false, or the words scripts put in environment variables."""
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in ("true", "1", "yes", "on"):
+        return True
+    if word in ("false", "0", "no", "off"):
+        return False
+    raise ConfigError(f"{name} from {sources[name]} must be true or false, not {value!r}")
 
 
 def _roles(definitions: Mapping[str, Any], path: Path) -> RoleTable:
@@ -371,5 +404,13 @@ def redacted(settings: Settings) -> dict[str, Any]:
             "default_ttl": settings.keys.default_ttl,
         },
         "roles": sorted(settings.roles.roles),
+        "rate": {
+            "fail_open": settings.rate.fail_open,
+            "default_role": settings.rate.default_role,
+            "roles": {
+                role: {"capacity": lim.capacity, "refill_per_second": lim.refill_per_second}
+                for role, lim in sorted(settings.rate.roles.items())
+            },
+        },
         "sources": dict(settings.sources),
     }

@@ -266,6 +266,17 @@ class Store(Protocol):
         """
         ...
 
+    async def take_buckets_async(
+        self,
+        group: str,
+        requests: Sequence[BucketRequest],
+        *,
+        consume: bool = True,
+        override_kind: str | None = None,
+    ) -> BucketReply:
+        """`take_buckets` for asyncio servers, without a worker thread where the backend can."""
+        ...
+
     def reset_buckets(self, group: str, names: Sequence[str] | None = None) -> int:
         """Make buckets full again (forget them): the named ones, or all of the group.
         Returns how many were not full."""

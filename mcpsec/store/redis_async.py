@@ -7,10 +7,11 @@ The same Lua scripts and the same keys as the blocking client: only the socket h
 differs, so an asyncio server waits on Redis without a worker thread per request. A client
 belongs to the event loop it first ran in, so there is one per loop.
 
-`run_batched` is for reads that many requests make at once (the revocation check): calls
-made in the same turn of the event loop go out as one pipeline, still one script and one
-slot each, so 32 requests in flight cost one write and one read of the socket instead of
-32 of each. Only reads are batched: a write must never share the fate of another's error.
+`run_batched` is for the scripts every request runs (the revocation check, the rate-limit
+take): calls made in the same turn of the event loop go out as one pipeline, still one
+script and one slot each, so 32 requests in flight cost one write and one read of the
+socket instead of 32 of each. Each call gets its own reply or error; nothing is retried
+but a script the server lost (NOSCRIPT: it did not run), so a take is never charged twice.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class AsyncTransport:
         )
 
     async def run_batched(self, name: str, keys: Sequence[str], *args: Any) -> Any:
-        """`run` for a read-only script, sent in one pipeline with the others of this turn."""
+        """`run`, sent in one pipeline with the other calls of this turn of the loop."""
         if not self._batching:
             return await self.run(name, keys, *args)
         loop = asyncio.get_running_loop()

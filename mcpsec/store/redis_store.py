@@ -261,26 +261,60 @@ class RedisStore:
         consume: bool = True,
         override_kind: str | None = None,
     ) -> BucketReply:
+        keys, args = self._bucket_call(group, requests, consume, override_kind)
+        with self._errors():
+            reply = self._run("bucket_take", keys, *args)
+            taken = _bucket_reply(requests, reply)
+            if consume:
+                self._index_buckets(group, taken)
+        return taken
+
+    async def take_buckets_async(
+        self,
+        group: str,
+        requests: Sequence[BucketRequest],
+        *,
+        consume: bool = True,
+        override_kind: str | None = None,
+    ) -> BucketReply:
+        if self._async is None:
+            return await asyncio.to_thread(
+                self.take_buckets, group, requests, consume=consume, override_kind=override_kind
+            )
+        keys, args = self._bucket_call(group, requests, consume, override_kind)
+        with self._errors():
+            taken = _bucket_reply(
+                requests, await self._async.run_batched("bucket_take", keys, *args)
+            )
+            if consume and any(not lv.existed for lv in taken.levels):
+                await asyncio.to_thread(self._index_buckets, group, taken)
+        return taken
+
+    def _bucket_call(
+        self,
+        group: str,
+        requests: Sequence[BucketRequest],
+        consume: bool,
+        override_kind: str | None,
+    ) -> tuple[builtins.list[str], builtins.list[str]]:
         check_buckets(group, requests)
         override = (
             self._record_key(check_kind(override_kind), group)
             if override_kind
             else self._bucket_key(group, None)  # never a key: nothing overrides
         )
-        args: builtins.list[Any] = ["take" if consume else "peek"]
+        args = ["take" if consume else "peek"]
         for r in requests:
             args += [repr(float(r.capacity)), repr(float(r.refill)), repr(float(r.cost))]
             args.append("1" if r.overridable else "0")
-        keys = [override, *(self._bucket_key(group, r.name) for r in requests)]
-        with self._errors():
-            reply = self._run("bucket_take", keys, *args)
-            levels = _bucket_levels(requests, reply[1:])
-            allowed = reply[0] == "1"
-            created = [lv.name for lv in levels if not lv.existed]
-            if allowed and consume and created:
-                members = {f"{group} {name}": 0 for name in created}
-                self.client.zadd(self.prefix + BUCKET_INDEX, members, nx=True)
-        return BucketReply(allowed, tuple(levels))
+        return [override, *(self._bucket_key(group, r.name) for r in requests)], args
+
+    def _index_buckets(self, group: str, taken: BucketReply) -> None:
+        """List the buckets this take created (they were full, so absent, before)."""
+        created = [lv.name for lv in taken.levels if not lv.existed]
+        if taken.allowed and created:
+            members = {f"{group} {name}": 0 for name in created}
+            self.client.zadd(self.prefix + BUCKET_INDEX, members, nx=True)
 
     def reset_buckets(self, group: str, names: Sequence[str] | None = None) -> int:
         check_id(group, "bucket group")
@@ -530,6 +564,10 @@ class RedisStore:
             raise translate(e, redact_url(self.url)) from e
         except OSError as e:  # a socket error the client did not wrap
             raise translate(redis.ConnectionError(str(e)), redact_url(self.url)) from e
+
+
+def _bucket_reply(requests: Sequence[BucketRequest], reply: Sequence[str]) -> BucketReply:
+    return BucketReply(reply[0] == "1", tuple(_bucket_levels(requests, reply[1:])))
 
 
 def _bucket_levels(

@@ -417,6 +417,18 @@ class SqliteStore:
                 levels.append(bucket_level(r.name, capacity, refill, left, r.cost, existed=existed))
         return BucketReply(allowed, tuple(levels))
 
+    async def take_buckets_async(
+        self,
+        group: str,
+        requests: Sequence[BucketRequest],
+        *,
+        consume: bool = True,
+        override_kind: str | None = None,
+    ) -> BucketReply:
+        return await asyncio.to_thread(
+            self.take_buckets, group, requests, consume=consume, override_kind=override_kind
+        )
+
     def reset_buckets(self, group: str, names: Sequence[str] | None = None) -> int:
         check_id(group, "bucket group")
         for name in names or ():
