@@ -10,7 +10,7 @@ _mcpsec_spec() {
     _mcpsec_subs='' _mcpsec_opts='' _mcpsec_valued='' _mcpsec_argwords='' _mcpsec_argfiles=0
     case "$1" in
         'mcpsec')
-            _mcpsec_subs='authz config doctor jwks keys pkce roles signing-key token'
+            _mcpsec_subs='authz config doctor jwks keys pkce rate roles signing-key token'
             _mcpsec_opts='--config --help --json --no-color --quiet --store --verbose --version -h -q -v'
             _mcpsec_valued='--config --store'
             _mcpsec_argwords='' _mcpsec_argfiles=0
@@ -139,6 +139,66 @@ _mcpsec_spec() {
             _mcpsec_subs=''
             _mcpsec_opts='--challenge --help --json --method --quiet --verifier -h -q'
             _mcpsec_valued='--challenge --method --verifier'
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec rate')
+            _mcpsec_subs='check list override policies reset show watch'
+            _mcpsec_opts='--help -h'
+            _mcpsec_valued=''
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec rate check')
+            _mcpsec_subs=''
+            _mcpsec_opts='--capacity --cost --help --json --quiet --refill --role -h -q -r'
+            _mcpsec_valued='--capacity --cost --refill --role -r'
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec rate list')
+            _mcpsec_subs=''
+            _mcpsec_opts='--cursor --help --json --limit --match --quiet -h -q'
+            _mcpsec_valued='--cursor --limit --match'
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec rate override')
+            _mcpsec_subs='set unset'
+            _mcpsec_opts='--help -h'
+            _mcpsec_valued=''
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec rate override set')
+            _mcpsec_subs=''
+            _mcpsec_opts='--capacity --help --json --quiet --refill --ttl -h -q'
+            _mcpsec_valued='--capacity --refill --ttl'
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec rate override unset')
+            _mcpsec_subs=''
+            _mcpsec_opts='--help --json --quiet -h -q'
+            _mcpsec_valued=''
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec rate policies')
+            _mcpsec_subs=''
+            _mcpsec_opts='--help --json --quiet -h -q'
+            _mcpsec_valued=''
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec rate reset')
+            _mcpsec_subs=''
+            _mcpsec_opts='--help --json --match --quiet --yes -h -q'
+            _mcpsec_valued='--match'
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec rate show')
+            _mcpsec_subs=''
+            _mcpsec_opts='--capacity --help --json --quiet --refill --role -h -q -r'
+            _mcpsec_valued='--capacity --refill --role -r'
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec rate watch')
+            _mcpsec_subs=''
+            _mcpsec_opts='--count --help --interval --match --top -h'
+            _mcpsec_valued='--count --interval --match --top'
             _mcpsec_argwords='' _mcpsec_argfiles=0
             ;;
         'mcpsec roles')

@@ -6,7 +6,7 @@
 function __mcpsec_subcommands --argument-names path
     switch $path
         case 'mcpsec'
-            printf '%s\n' authz config doctor jwks keys pkce roles signing-key token
+            printf '%s\n' authz config doctor jwks keys pkce rate roles signing-key token
         case 'mcpsec authz'
             printf '%s\n' check
         case 'mcpsec config'
@@ -15,6 +15,10 @@ function __mcpsec_subcommands --argument-names path
             printf '%s\n' check create list revoke rotate show update verify
         case 'mcpsec pkce'
             printf '%s\n' challenge generate verify
+        case 'mcpsec rate'
+            printf '%s\n' check list override policies reset show watch
+        case 'mcpsec rate override'
+            printf '%s\n' set unset
         case 'mcpsec roles'
             printf '%s\n' list show
         case 'mcpsec signing-key'
@@ -47,6 +51,18 @@ function __mcpsec_valued --argument-names path
             printf '%s\n' --length --method
         case 'mcpsec pkce verify'
             printf '%s\n' --challenge --method --verifier
+        case 'mcpsec rate check'
+            printf '%s\n' --capacity --cost --refill --role -r
+        case 'mcpsec rate list'
+            printf '%s\n' --cursor --limit --match
+        case 'mcpsec rate override set'
+            printf '%s\n' --capacity --refill --ttl
+        case 'mcpsec rate reset'
+            printf '%s\n' --match
+        case 'mcpsec rate show'
+            printf '%s\n' --capacity --refill --role -r
+        case 'mcpsec rate watch'
+            printf '%s\n' --count --interval --match --top
         case 'mcpsec signing-key generate'
             printf '%s\n' --alg
         case 'mcpsec signing-key rotate'
@@ -99,6 +115,7 @@ complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a doctor -d 'Check that config, se
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a jwks -d 'Print the public JWK Set (RFC 7517) of every asymmetric key that is not retired.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a keys -d 'Issue, verify, rotate, revoke and list API keys.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a pkce -d 'PKCE (RFC 7636) code verifiers and challenges for OAuth clients.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a rate -d 'Show, list, test, reset and override rate-limit buckets.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a roles -d 'The roles in effect (from config, or the built-in set) and what they grant.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a signing-key -d 'Create, list, rotate and retire the keys that sign tokens.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a token -d 'Mint, verify, inspect, revoke and refresh access tokens (JWT).'
@@ -250,6 +267,78 @@ complete -c mcpsec -n '__mcpsec_at "mcpsec pkce verify"' -l method -x -a 'S256 p
 complete -c mcpsec -n '__mcpsec_at "mcpsec pkce verify"' -l json -d 'Print one JSON document on stdout (for scripts).'
 complete -c mcpsec -n '__mcpsec_at "mcpsec pkce verify"' -s q -l quiet -d 'Print only the essential value, nothing else.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec pkce verify"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec rate
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate"' -a check -d 'Take COST tokens, as a server would for one request: exit 0 allowed, 1 limited. If the store cannot be reached, the answer follows rate.fail_open and says so.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate"' -a list -d 'Buckets that are not full, with their levels, a page at a time.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate"' -a override -d 'Give one identity its own limit, or take it away.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate"' -a policies -d 'The limit of each role, from [rate.roles.*] in config (or the built-in set).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate"' -a reset -d 'Fill an identity\'s buckets again (or, with --match GLOB --yes, every matching one\'s).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate"' -a show -d 'The bucket now: tokens, capacity, refill, seconds until full, override; consumes nothing. An identity never seen has a full bucket.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate"' -a watch -d 'A live view of the busiest buckets (emptiest first), refreshing in place; Ctrl-C ends.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec rate check
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate check"' -s r -l role -x -d 'The identity\'s roles; repeatable.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate check"' -l capacity -x -d 'Burst: tokens when full.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate check"' -l refill -x -d 'Tokens added per second.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate check"' -l cost -x -d 'Tokens it takes.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate check"' -l json -d 'Print one JSON document on stdout (for scripts).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate check"' -s q -l quiet -d 'Print only the essential value, nothing else.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate check"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec rate list
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate list"' -l match -x -d 'Identities matching, like \'bot-*\'.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate list"' -l limit -x -d 'Page size, 1-1000.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate list"' -l cursor -x -d 'From a previous page.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate list"' -l json -d 'Print one JSON document on stdout (for scripts).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate list"' -s q -l quiet -d 'Print only the essential value, nothing else.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate list"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec rate override
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate override"' -a set -d 'Give IDENTITY its own limit, instead of its roles\'; servers apply it on the next request.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate override"' -a unset -d 'Take an identity\'s own limit away: its roles\' limit applies again.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate override"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec rate override set
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate override set"' -l capacity -x -d 'Burst.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate override set"' -l refill -x -d 'Tokens per second.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate override set"' -l ttl -x -d 'Until it lapses (default never).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate override set"' -l json -d 'Print one JSON document on stdout (for scripts).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate override set"' -s q -l quiet -d 'Print only the essential value, nothing else.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate override set"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec rate override unset
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate override unset"' -l json -d 'Print one JSON document on stdout (for scripts).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate override unset"' -s q -l quiet -d 'Print only the essential value, nothing else.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate override unset"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec rate policies
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate policies"' -l json -d 'Print one JSON document on stdout (for scripts).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate policies"' -s q -l quiet -d 'Print only the essential value, nothing else.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate policies"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec rate reset
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate reset"' -l match -x -d 'Identities matching, like \'bot-*\'.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate reset"' -l yes -d 'Confirm a reset by --match.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate reset"' -l json -d 'Print one JSON document on stdout (for scripts).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate reset"' -s q -l quiet -d 'Print only the essential value, nothing else.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate reset"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec rate show
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate show"' -s r -l role -x -d 'The identity\'s roles; repeatable.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate show"' -l capacity -x -d 'Burst: tokens when full.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate show"' -l refill -x -d 'Tokens added per second.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate show"' -l json -d 'Print one JSON document on stdout (for scripts).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate show"' -s q -l quiet -d 'Print only the essential value, nothing else.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate show"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec rate watch
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate watch"' -l match -x -d 'Identities matching, like \'bot-*\'.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate watch"' -l top -x -d 'Rows to show.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate watch"' -l interval -x -d 'Between refreshes.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate watch"' -l count -x -d 'Stop after N refreshes.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec rate watch"' -s h -l help -d 'Show this message and exit.'
 
 # mcpsec roles
 complete -c mcpsec -n '__mcpsec_at "mcpsec roles"' -a list -d 'List every role with what it inherits and its effective permissions.'

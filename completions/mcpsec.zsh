@@ -30,6 +30,7 @@ _mcpsec() {
         'jwks:Print the public JWK Set (RFC 7517) of every asymmetric key that is not retired.'
         'keys:Issue, verify, rotate, revoke and list API keys.'
         'pkce:PKCE (RFC 7636) code verifiers and challenges for OAuth clients.'
+        'rate:Show, list, test, reset and override rate-limit buckets.'
         'roles:The roles in effect (from config, or the built-in set) and what they grant.'
         'signing-key:Create, list, rotate and retire the keys that sign tokens.'
         'token:Mint, verify, inspect, revoke and refresh access tokens (JWT).'
@@ -45,6 +46,7 @@ _mcpsec() {
         jwks) _mcpsec_jwks && ret=0 ;;
         keys) _mcpsec_keys && ret=0 ;;
         pkce) _mcpsec_pkce && ret=0 ;;
+        rate) _mcpsec_rate && ret=0 ;;
         roles) _mcpsec_roles && ret=0 ;;
         signing-key) _mcpsec_signing_key && ret=0 ;;
         token) _mcpsec_token && ret=0 ;;
@@ -368,6 +370,167 @@ _mcpsec_pkce_verify() {
     '--json[Print one JSON document on stdout (for scripts).]' \
     '(-q --quiet)-q[Print only the essential value, nothing else.]' \
     '(-q --quiet)--quiet[Print only the essential value, nothing else.]' \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]'
+}
+
+_mcpsec_rate() {
+  local curcontext="$curcontext" state state_descr line ret=1
+  typeset -A opt_args
+  _arguments -C -s \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]' \
+    '1: :->command' \
+    '*:: :->argument' && ret=0
+  case $state in
+    command)
+      local -a commands
+      commands=(
+        'check:Take COST tokens, as a server would for one request: exit 0 allowed, 1 limited. If the store cannot be reached, the answer follows rate.fail_open and says so.'
+        'list:Buckets that are not full, with their levels, a page at a time.'
+        'override:Give one identity its own limit, or take it away.'
+        'policies:The limit of each role, from [rate.roles.*] in config (or the built-in set).'
+        'reset:Fill an identity'\''s buckets again (or, with --match GLOB --yes, every matching one'\''s).'
+        'show:The bucket now: tokens, capacity, refill, seconds until full, override; consumes nothing. An identity never seen has a full bucket.'
+        'watch:A live view of the busiest buckets (emptiest first), refreshing in place; Ctrl-C ends.'
+      )
+      _describe -t commands 'mcpsec rate command' commands && ret=0
+      ;;
+    argument)
+      curcontext="${curcontext%:*:*}:mcpsec-rate-$words[1]:"
+      case $words[1] in
+        check) _mcpsec_rate_check && ret=0 ;;
+        list) _mcpsec_rate_list && ret=0 ;;
+        override) _mcpsec_rate_override && ret=0 ;;
+        policies) _mcpsec_rate_policies && ret=0 ;;
+        reset) _mcpsec_rate_reset && ret=0 ;;
+        show) _mcpsec_rate_show && ret=0 ;;
+        watch) _mcpsec_rate_watch && ret=0 ;;
+      esac
+      ;;
+  esac
+  return ret
+}
+
+_mcpsec_rate_check() {
+  _arguments -s \
+    '(-r --role)-r+[The identity'\''s roles; repeatable.]:ROLE: ' \
+    '(-r --role)--role=[The identity'\''s roles; repeatable.]:ROLE: ' \
+    '--capacity=[Burst\: tokens when full.]:C: ' \
+    '--refill=[Tokens added per second.]:R: ' \
+    '--cost=[Tokens it takes.]:N: ' \
+    '--json[Print one JSON document on stdout (for scripts).]' \
+    '(-q --quiet)-q[Print only the essential value, nothing else.]' \
+    '(-q --quiet)--quiet[Print only the essential value, nothing else.]' \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]' \
+    '1:IDENTITY: '
+}
+
+_mcpsec_rate_list() {
+  _arguments -s \
+    '--match=[Identities matching, like '\''bot-*'\''.]:GLOB: ' \
+    '--limit=[Page size, 1-1000.]:N: ' \
+    '--cursor=[From a previous page.]:CURSOR: ' \
+    '--json[Print one JSON document on stdout (for scripts).]' \
+    '(-q --quiet)-q[Print only the essential value, nothing else.]' \
+    '(-q --quiet)--quiet[Print only the essential value, nothing else.]' \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]'
+}
+
+_mcpsec_rate_override() {
+  local curcontext="$curcontext" state state_descr line ret=1
+  typeset -A opt_args
+  _arguments -C -s \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]' \
+    '1: :->command' \
+    '*:: :->argument' && ret=0
+  case $state in
+    command)
+      local -a commands
+      commands=(
+        'set:Give IDENTITY its own limit, instead of its roles'\''; servers apply it on the next request.'
+        'unset:Take an identity'\''s own limit away: its roles'\'' limit applies again.'
+      )
+      _describe -t commands 'mcpsec rate override command' commands && ret=0
+      ;;
+    argument)
+      curcontext="${curcontext%:*:*}:mcpsec-rate-override-$words[1]:"
+      case $words[1] in
+        set) _mcpsec_rate_override_set && ret=0 ;;
+        unset) _mcpsec_rate_override_unset && ret=0 ;;
+      esac
+      ;;
+  esac
+  return ret
+}
+
+_mcpsec_rate_override_set() {
+  _arguments -s \
+    '--capacity=[Burst.]:C: ' \
+    '--refill=[Tokens per second.]:R: ' \
+    '--ttl=[Until it lapses (default never).]:DURATION: ' \
+    '--json[Print one JSON document on stdout (for scripts).]' \
+    '(-q --quiet)-q[Print only the essential value, nothing else.]' \
+    '(-q --quiet)--quiet[Print only the essential value, nothing else.]' \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]' \
+    '1:IDENTITY: '
+}
+
+_mcpsec_rate_override_unset() {
+  _arguments -s \
+    '--json[Print one JSON document on stdout (for scripts).]' \
+    '(-q --quiet)-q[Print only the essential value, nothing else.]' \
+    '(-q --quiet)--quiet[Print only the essential value, nothing else.]' \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]' \
+    '1:IDENTITY: '
+}
+
+_mcpsec_rate_policies() {
+  _arguments -s \
+    '--json[Print one JSON document on stdout (for scripts).]' \
+    '(-q --quiet)-q[Print only the essential value, nothing else.]' \
+    '(-q --quiet)--quiet[Print only the essential value, nothing else.]' \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]'
+}
+
+_mcpsec_rate_reset() {
+  _arguments -s \
+    '--match=[Identities matching, like '\''bot-*'\''.]:GLOB: ' \
+    '--yes[Confirm a reset by --match.]' \
+    '--json[Print one JSON document on stdout (for scripts).]' \
+    '(-q --quiet)-q[Print only the essential value, nothing else.]' \
+    '(-q --quiet)--quiet[Print only the essential value, nothing else.]' \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]' \
+    '1::IDENTITY: '
+}
+
+_mcpsec_rate_show() {
+  _arguments -s \
+    '(-r --role)-r+[The identity'\''s roles; repeatable.]:ROLE: ' \
+    '(-r --role)--role=[The identity'\''s roles; repeatable.]:ROLE: ' \
+    '--capacity=[Burst\: tokens when full.]:C: ' \
+    '--refill=[Tokens added per second.]:R: ' \
+    '--json[Print one JSON document on stdout (for scripts).]' \
+    '(-q --quiet)-q[Print only the essential value, nothing else.]' \
+    '(-q --quiet)--quiet[Print only the essential value, nothing else.]' \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]' \
+    '1:IDENTITY: '
+}
+
+_mcpsec_rate_watch() {
+  _arguments -s \
+    '--match=[Identities matching, like '\''bot-*'\''.]:GLOB: ' \
+    '--top=[Rows to show.]:N: ' \
+    '--interval=[Between refreshes.]:SECONDS: ' \
+    '--count=[Stop after N refreshes.]:N: ' \
     '(-h --help)-h[Show this message and exit.]' \
     '(-h --help)--help[Show this message and exit.]'
 }

@@ -34,6 +34,7 @@ class RootGroup(MCPSecGroup):
         "jwks": "mcpsec.cli.jwks:app",
         "token": "mcpsec.cli.token:app",
         "authz": "mcpsec.cli.authz:app",
+        "rate": "mcpsec.cli.rate:app",
     }
 
 

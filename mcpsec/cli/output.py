@@ -15,7 +15,7 @@ import dataclasses
 import json
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from enum import Enum, StrEnum
 from pathlib import Path
@@ -105,6 +105,37 @@ class Output:
         for row in rows:
             table.add_row(*row)
         Console(file=self.stdout).print(table)
+
+    @contextlib.contextmanager
+    def live(self) -> Iterator[Callable[[Sequence[str], Sequence[Sequence[str]], str], None]]:
+        """A table that refreshes: redrawn in place on a terminal (Rich Live), or printed
+        anew after a blank line when piped, so `watch … | tee log` keeps every refresh."""
+        if not self.color:
+
+            def reprint(
+                columns: Sequence[str], rows: Sequence[Sequence[str]], caption: str
+            ) -> None:
+                self.line(caption)
+                self.table(columns, rows)
+                self.line()
+
+            yield reprint
+            return
+        from rich.console import Console
+        from rich.live import Live
+        from rich.table import Table
+
+        with Live(console=Console(file=self.stdout), auto_refresh=False) as live:
+
+            def redraw(columns: Sequence[str], rows: Sequence[Sequence[str]], caption: str) -> None:
+                table = Table(box=None, header_style="bold", pad_edge=False, caption=caption)
+                for column in columns:
+                    table.add_column(column, no_wrap=True, overflow="ellipsis")
+                for row in rows:
+                    table.add_row(*row)
+                live.update(table, refresh=True)
+
+            yield redraw
 
     def line(self, text: str = "") -> None:
         if self.stdout is None:  # started with stdout closed (`>&-`): nowhere to write

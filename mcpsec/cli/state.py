@@ -19,6 +19,7 @@ from mcpsec.cli.output import Mode, Output
 if TYPE_CHECKING:  # imported when first used: `pkce generate` never loads config or store code
     from mcpsec.core.api_keys import ApiKeys
     from mcpsec.core.config import Settings
+    from mcpsec.core.ratelimit import RateLimiter
     from mcpsec.core.signing_keys import Keyring
     from mcpsec.core.tokens import Tokens
     from mcpsec.store import Store
@@ -74,6 +75,11 @@ class CliState:
         from mcpsec.core.tokens import Tokens
 
         return Tokens.from_settings(self.settings(), self.store)
+
+    def rate_limiter(self) -> RateLimiter:
+        from mcpsec.core.ratelimit import RateLimiter
+
+        return RateLimiter(self.store, self.settings().rate)
 
     def keyring(self) -> Keyring:
         from mcpsec.core.signing_keys import Keyring

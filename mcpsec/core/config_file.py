@@ -17,6 +17,7 @@ from typing import Any
 
 from mcpsec.core.config import default_store_url, resolve_config_path
 from mcpsec.core.errors import ConfigError
+from mcpsec.core.ratelimit import DEFAULT_LIMITS
 from mcpsec.core.roles import DEFAULT_DEFINITIONS
 from mcpsec.core.secret_files import new_secret_value, read_secret_file, write_private_file
 
@@ -82,6 +83,10 @@ def render_default_config(store_url: str) -> str:
         ),
         (KEYS_COMMENT, {"keys": {"prefix": "mcp", "default_ttl": "90d"}}),
         (ROLES_COMMENT, {"roles": _default_roles()}),
+        (
+            RATE_COMMENT,
+            {"rate": {"fail_open": True, "default_role": "guest", "roles": _default_rates()}},
+        ),
     ]
     header = HEADER.format(date=time.strftime("%Y-%m-%d"))
     body = "\n".join(comment + tomli_w.dumps(table) for comment, table in sections)
@@ -95,6 +100,13 @@ def _default_roles() -> dict[str, dict[str, list[str]]]:
         if role.inherits:
             tables[name]["inherits"] = list(role.inherits)
     return tables
+
+
+def _default_rates() -> dict[str, dict[str, float]]:
+    return {
+        role: {"capacity": limit.capacity, "refill_per_second": limit.refill_per_second}
+        for role, limit in DEFAULT_LIMITS.items()
+    }
 
 
 def _ensure_secret(path: Path) -> bool:
@@ -143,4 +155,12 @@ ROLES_COMMENT = """\
 # Roles and the resource:action permissions they grant (`files:*` and `*` are wildcards); a
 # role gets everything its `inherits` roles have. These [roles.*] tables replace the built-in
 # set entirely, so a role deleted here no longer exists. `mcpsec roles show ROLE` explains.
+"""
+
+RATE_COMMENT = """\
+# Rate limits: a token bucket per identity. capacity is the burst, refill_per_second the
+# sustained rate; a principal with several roles gets the most generous of them, one with
+# none of these roles gets default_role's. These [rate.roles.*] tables replace the built-in
+# limits entirely. fail_open: what a decision says when the store cannot be reached (true:
+# allow, and say so). `mcpsec rate override set` gives one identity its own limit.
 """

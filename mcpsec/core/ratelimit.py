@@ -346,6 +346,22 @@ class RateLimiter:
         return Override(identity, float(fields["capacity"]), float(fields["refill"]), expires)
 
 
+def busiest(
+    limiter: RateLimiter, *, match: str | None = None, top: int = 20, scan: int = 10_000
+) -> builtins.list[BucketRow]:
+    """The `top` emptiest buckets (fewest tokens for their capacity) among the first `scan`
+    that are not full: what `rate watch` shows. Bounded, so a refresh costs what it shows."""
+    rows: builtins.list[BucketRow] = []
+    cursor: str | None = None
+    while len(rows) < scan:
+        page = limiter.list(match=match, limit=1000, cursor=cursor)
+        rows += page.buckets
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    return sorted(rows, key=lambda r: (r.tokens / r.capacity, r.identity, r.bucket))[:top]
+
+
 class AsyncRateLimiter:
     """The same rules for asyncio servers. `check`, on every request, awaits the store's
     async take (no worker thread on Redis); the rest run the sync code in a thread."""

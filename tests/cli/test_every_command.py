@@ -48,6 +48,14 @@ BAD_INPUT = {
     ("token", "inspect"): ["not-a-jwt"],
     ("token", "revoke"): ["--jti", "not-a-jti"],
     ("token", "refresh"): ["a.b.c", "--file", "also-a-file"],
+    ("rate", "show"): ["alice", "--role", "no-such-role"],
+    ("rate", "list"): ["--limit", "0"],
+    ("rate", "reset"): ["--match", "bot-*"],
+    ("rate", "check"): ["alice", "--capacity", "0", "--refill", "1"],
+    ("rate", "policies"): ["extra-argument"],
+    ("rate", "watch"): ["--interval", "0"],
+    ("rate", "override", "set"): ["alice", "--capacity", "5", "--refill", "-1"],
+    ("rate", "override", "unset"): ["bad identity"],
     ("authz", "check"): ["--permission", "files:read", "--token", "a.b.c", "--key", "mcp_x"],
 }
 
