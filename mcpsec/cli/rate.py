@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -272,17 +273,31 @@ def _limit(capacity: float | None, refill: float | None) -> Limit | None:
     return Limit.of(capacity, refill)
 
 
-def _decision_document(decision: Decision) -> dict[str, Any]:
-    return {
-        "allowed": decision.allowed,
-        "limit": decision.limit,
-        "remaining": decision.remaining,
-        "retry_after": decision.retry_after,
-        "reset_after": decision.reset_after,
-    }
+@dataclass(frozen=True)
+class _CheckResult:
+    """The documented `rate check --json` shape; `--quiet` prints `allowed`."""
+
+    allowed: bool = field(metadata={"essential": True})
+    limit: int
+    remaining: int
+    retry_after: float | None
+    reset_after: float | None
+
+
+def _decision_document(decision: Decision) -> _CheckResult:
+    return _CheckResult(
+        decision.allowed,
+        decision.limit,
+        decision.remaining,
+        decision.retry_after,
+        decision.reset_after,
+    )
 
 
 def _decision_line(decision: Decision) -> str:
+    if decision.store_unavailable:
+        verdict = "allowed" if decision.allowed else "limited"
+        return f"{verdict}: the store did not answer ({decision.policy})"
     if decision.allowed:
         return f"allowed: {decision.remaining}/{decision.limit} left ({decision.policy})"
     wait = (

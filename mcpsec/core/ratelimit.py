@@ -47,9 +47,10 @@ class Limit:
     capacity: float
 
     def __post_init__(self) -> None:
-        if not (_number(self.capacity) and 0 < self.capacity <= MAX_CAPACITY):
+        if not (_number(self.capacity) and 1 <= self.capacity <= MAX_CAPACITY):
+            # Below 1, a bucket could never hold one request: a mistake, never a limit.
             raise InvalidInputError(
-                f"capacity must be more than 0 (and at most 1e12), got {self.capacity!r}",
+                f"capacity must be at least 1 (and at most 1e12), got {self.capacity!r}",
                 field="capacity",
             )
         if not (_number(self.refill_per_second) and 0 <= self.refill_per_second <= MAX_CAPACITY):
@@ -118,7 +119,7 @@ class BucketView:
 
 @dataclass(frozen=True)
 class Override:
-    identity: str
+    identity: str = field(metadata={"essential": True})
     capacity: float
     refill_per_second: float
     expires_at: datetime | None
@@ -126,7 +127,7 @@ class Override:
 
 @dataclass(frozen=True)
 class BucketRow:
-    identity: str
+    identity: str = field(metadata={"essential": True})
     bucket: str  # "identity", or "tool:<name>"
     tokens: float
     capacity: float
