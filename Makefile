@@ -32,9 +32,11 @@ docs-check: $(BIN)/mcpsec
 	$(BIN)/python scripts/generate_docs.py --check
 
 bench: $(BIN)/mcpsec
+	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/api_keys.py
 	$(BIN)/python bench/tokens.py
+	$(BIN)/python bench/ratelimit.py
 
 # The main job on the embedded SQLite store: config (once), health check, a PKCE pair, then
 # an API key's life and an access token's: create or mint it, verify it, revoke it, and see

@@ -408,16 +408,13 @@ def _decision(reply: BucketReply, requests: Sequence[BucketRequest], source: str
     else:
         waits = [lv.retry_after for lv in levels]
         retry = None if any(w is None for w in waits) else max(w or 0.0 for w in waits)
-    overridden = levels[0].capacity != requests[0].capacity or (
-        levels[0].refill != requests[0].refill
-    )
     return Decision(
         reply.allowed,
         int(binding.capacity),
         max(0, math.floor(binding.tokens + 1e-9)),
         retry,
         binding.reset_after,
-        "override" if overridden and requests[0].overridable else source,
+        "override" if levels[0].overridden else source,
         buckets=levels,
     )
 

@@ -111,6 +111,7 @@ class BucketLevel:
     retry_after: float | None  # seconds until `cost` tokens are there; 0 now; None never
     reset_after: float | None  # seconds until the bucket is full again; None never
     existed: bool  # False: the bucket was full (absent) before this call
+    overridden: bool = False  # the group's override record supplied the limits
 
 
 @dataclass(frozen=True)
@@ -390,6 +391,9 @@ def check_buckets(group: str, requests: Sequence[BucketRequest]) -> None:
             raise InvalidInputError(f"cost {r.cost!r} must be a number >= 0", field="cost")
 
 
+EPSILON: Final = 1e-9  # float dust: a bucket refilled to 0.9999999999 of a token holds one
+
+
 def refilled(tokens: float, since: float, capacity: float, refill: float, now: float) -> float:
     """A bucket's tokens now: what it held at `since`, plus the refill, up to capacity.
     The same rule as bucket_take.lua; backends without Lua use this."""
@@ -397,12 +401,24 @@ def refilled(tokens: float, since: float, capacity: float, refill: float, now: f
 
 
 def bucket_level(
-    name: str, capacity: float, refill: float, tokens: float, cost: float, *, existed: bool
+    name: str,
+    capacity: float,
+    refill: float,
+    tokens: float,
+    cost: float,
+    *,
+    existed: bool,
+    overridden: bool = False,
 ) -> BucketLevel:
     """What a decision reports of one bucket holding `tokens` (after any charge)."""
-    retry = 0.0 if tokens >= cost else ((cost - tokens) / refill if refill > 0 else None)
-    reset = 0.0 if tokens >= capacity else ((capacity - tokens) / refill if refill > 0 else None)
-    return BucketLevel(name, capacity, refill, tokens, retry, reset, existed)
+    retry = 0.0 if has(tokens, cost) else ((cost - tokens) / refill if refill > 0 else None)
+    reset = 0.0 if has(tokens, capacity) else ((capacity - tokens) / refill if refill > 0 else None)
+    return BucketLevel(name, capacity, refill, tokens, retry, reset, existed, overridden)
+
+
+def has(tokens: float, cost: float) -> bool:
+    """Enough tokens, forgiving float dust (the same test as bucket_take.lua)."""
+    return tokens + EPSILON >= cost
 
 
 def _finite(value: float) -> bool:

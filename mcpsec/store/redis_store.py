@@ -77,6 +77,7 @@ from mcpsec.store.interface import (
     refilled,
 )
 from mcpsec.store.redis_async import AsyncTransport, open_async_client
+from mcpsec.store.redis_direct import DirectCalls
 from mcpsec.store.redis_errors import translate
 from mcpsec.store.url import StoreUrl, redact_url
 
@@ -122,6 +123,10 @@ class RedisStore:
         self.timeout = timeout
         self.backend = backend
         self._scripts = {name: client.register_script(_source(name)) for name in _SCRIPTS}
+        # A cluster routes each call by its keys through the client; a server is called direct.
+        self._direct = (
+            DirectCalls(client.connection_pool) if isinstance(client, redis.Redis) else None
+        )
         self._async = (
             AsyncTransport(
                 async_opener,
@@ -320,7 +325,8 @@ class RedisStore:
         check_id(group, "bucket group")
         with self._errors():
             if names is None:
-                start, end = f"[{group} ", f"[{group} \xff"
+                # Members are "<group> <name>"; "!" follows " ", and a group has no spaces.
+                start, end = f"[{group} ", f"({group}!"
                 members = self.client.zrangebylex(self.prefix + BUCKET_INDEX, start, end)
                 names = [m.split(" ", 1)[1] for m in members]
             for name in names:
@@ -473,6 +479,8 @@ class RedisStore:
         )
 
     def close(self) -> None:
+        if self._direct:
+            self._direct.close()
         self.client.close()
 
     async def aclose(self) -> None:
@@ -493,11 +501,12 @@ class RedisStore:
         rather than through redis-py's Script wrapper: this is every verify's path.
         """
         script = self._scripts[name]
+        call = self._direct.call if self._direct else self.client.execute_command
         try:
-            return self.client.evalsha(script.sha, len(keys), *keys, *args)
+            return call("EVALSHA", script.sha, len(keys), *keys, *args)
         except redis.exceptions.NoScriptError:
-            self.client.script_load(script.script)
-            return self.client.evalsha(script.sha, len(keys), *keys, *args)
+            call("SCRIPT", "LOAD", script.script)
+            return call("EVALSHA", script.sha, len(keys), *keys, *args)
 
     def _index_keys(self, kind: str) -> tuple[str, str, str, str]:
         """The id index, expiry hints, versions and counter of a kind: one slot."""
@@ -575,7 +584,7 @@ def _bucket_levels(
 ) -> builtins.list[BucketLevel]:
     levels = []
     for i, r in enumerate(requests):
-        capacity, refill, tokens, retry, reset, existed = values[i * 6 : i * 6 + 6]
+        capacity, refill, tokens, retry, reset, existed, overridden = values[i * 7 : i * 7 + 7]
         levels.append(
             BucketLevel(
                 r.name,
@@ -585,6 +594,7 @@ def _bucket_levels(
                 _never(retry),
                 _never(reset),
                 existed == "1",
+                overridden == "1",
             )
         )
     return levels

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import hmac
+import math
 import os
 import sqlite3
 import stat
@@ -59,6 +60,7 @@ from mcpsec.store.interface import (
     check_limit,
     check_mark,
     check_update,
+    has,
     is_counter,
     refilled,
 )
@@ -392,19 +394,18 @@ class SqliteStore:
             override = self._override(db, override_kind, group, now)
             states = []
             for r in requests:
-                capacity, refill = (
-                    override if r.overridable and override else (r.capacity, r.refill)
-                )
+                applies = bool(r.overridable and override)
+                capacity, refill = override if applies and override else (r.capacity, r.refill)
                 row = db.execute(
                     "SELECT tokens, ts FROM buckets WHERE grp = ? AND name = ? "
                     "AND (expires_at IS NULL OR expires_at > ?)",
                     (group, r.name, now),
                 ).fetchone()
                 tokens = refilled(row[0], row[1], capacity, refill, now) if row else capacity
-                states.append((r, capacity, refill, tokens, row is not None))
-            allowed = all(tokens >= r.cost for r, _, _, tokens, _ in states)
+                states.append((r, capacity, refill, tokens, row is not None, applies))
+            allowed = all(has(tokens, r.cost) for r, _, _, tokens, _, _ in states)
             levels = []
-            for r, capacity, refill, held, existed in states:
+            for r, capacity, refill, held, existed, applies in states:
                 left = held - r.cost if allowed and consume else held
                 if allowed and consume:
                     expires = now + (capacity - left) / refill + 1 if refill > 0 else None
@@ -414,7 +415,10 @@ class SqliteStore:
                         "VALUES (?, ?, ?, ?, ?, ?, ?)",
                         (group, r.name, left, now, capacity, refill, expires),
                     )
-                levels.append(bucket_level(r.name, capacity, refill, left, r.cost, existed=existed))
+                level = bucket_level(
+                    r.name, capacity, refill, left, r.cost, existed=existed, overridden=applies
+                )
+                levels.append(level)
         return BucketReply(allowed, tuple(levels))
 
     async def take_buckets_async(
@@ -488,7 +492,10 @@ class SqliteStore:
             return None
         fields = codec.decode(row[0])
         capacity, refill = fields.get("capacity"), fields.get("refill")
-        if capacity is None or refill is None:
+        # The same rule as bucket_take.lua: numbers in range, or no override at all.
+        if not all(_is_number(v) for v in (capacity, refill)):
+            return None
+        if not (capacity >= 1 and refill >= 0):
             return None
         return float(capacity), float(refill)
 
@@ -629,6 +636,10 @@ def _key_outcome(
     if accepted and not set(accepted) & set(str(fields.get("grant_tokens") or "").split()):
         return KeyOutcome.INSUFFICIENT_PERMISSION
     return KeyOutcome.OK
+
+
+def _is_number(value: JSONValue) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _record(kind: str, id: str, data: str, expires_at: float | None) -> Record:

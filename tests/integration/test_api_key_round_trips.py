@@ -25,7 +25,7 @@ def test_verify_is_one_command(store: RedisStore, monkeypatch: pytest.MonkeyPatc
         presented = format_key(KeyParts(parts.prefix, parts.key_id, random_base62(43)))
     keys.verify(presented)  # the script is loaded on this client once
 
-    sent = record_commands(store.client, monkeypatch)
+    sent = record_commands(store, monkeypatch)
     verdict = keys.verify(presented, permission="files:read")
     assert [a[0] for a in sent] == ["EVALSHA"]
     numkeys = int(sent[0][2])

@@ -105,7 +105,7 @@ def test_verify_checks_revocation_in_one_command_to_one_slot(
     permission = "files:write" if outcome == "denied" else "files:read"
 
     before = command_counts(nodes)
-    sent = record_commands(store.client, monkeypatch)
+    sent = record_commands(store, monkeypatch)
     verdict = tokens.verify(minted.access_token, permission=permission)
     monkeypatch.undo()
     after = command_counts(nodes)
@@ -157,7 +157,7 @@ def test_a_token_refused_on_its_face_costs_no_command(
     tokens = Tokens(store, keys, clock=clock)
     minted = tokens.mint("alice", refresh=False)
     clock.advance(tokens.access_ttl)
-    sent = record_commands(store.client, monkeypatch)
+    sent = record_commands(store, monkeypatch)
     assert tokens.verify(minted.access_token).reason is Reason.EXPIRED
     assert tokens.verify("not.a.token").reason is Reason.MALFORMED
     assert sent == []

@@ -1,4 +1,4 @@
-"""What a Redis store's client sends: proof of "one round trip" from the client's side."""
+"""What a Redis store sends: proof of "one round trip" from the client's side."""
 
 from __future__ import annotations
 
@@ -7,14 +7,23 @@ from typing import Any
 import pytest
 
 
-def record_commands(client: Any, monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
-    """Every command the client sends from now on, one tuple of arguments each."""
+def record_commands(target: Any, monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    """Every command sent from now on, one tuple of arguments each.
+
+    `target` is a RedisStore (both its client and its held per-thread connections, which
+    carry the scripts every request runs, are watched) or a bare redis-py client.
+    """
     sent: list[tuple[Any, ...]] = []
-    real = client.execute_command
+    store_direct = getattr(target, "_direct", None)
+    client = getattr(target, "client", target)
+    for owner, name in ((client, "execute_command"), (store_direct, "call")):
+        if owner is None:
+            continue
+        real = getattr(owner, name)
 
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        sent.append(args)
-        return real(*args, **kwargs)
+        def counting(*args: Any, _real: Any = real, **kwargs: Any) -> Any:
+            sent.append(args)
+            return _real(*args, **kwargs)
 
-    monkeypatch.setattr(client, "execute_command", counting)
+        monkeypatch.setattr(owner, name, counting)
     return sent

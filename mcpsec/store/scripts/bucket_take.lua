@@ -12,7 +12,8 @@
 -- A charged bucket expires when it would be full again (never, with refill 0).
 --
 -- Returns {allowed, then per bucket: capacity, refill, tokens (after the charge, if any),
--- retry_after (until `cost` tokens are there again), reset_after (until full), existed},
+-- retry_after (until `cost` tokens are there again), reset_after (until full), existed,
+-- overridden},
 -- numbers as text (a Lua number would come back truncated to an integer); retry_after and
 -- reset_after are "-1" for never. The same rules as `bucket_level` in interface.py.
 
@@ -20,9 +21,18 @@ local function text(n)
   return string.format("%.17g", n)
 end
 
+local EPSILON = 1e-9  -- float dust: a bucket refilled to 0.9999999999 of a token holds one
+local MAX_MS = 3153600000000  -- 100 years: Redis refuses an expiry written as 3.1e+17
+
 local t = redis.call("TIME")
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local override = redis.call("HMGET", KEYS[1], "capacity", "refill")
+-- An override must be numbers in range; anything else (written by hand) is ignored.
+local override_capacity, override_refill = tonumber(override[1]), tonumber(override[2])
+if not (override_capacity and override_refill and override_capacity >= 1
+        and override_refill >= 0) then
+  override_capacity, override_refill = nil, nil
+end
 local charging = ARGV[1] == "take"
 local allowed = true
 local buckets = {}
@@ -32,9 +42,9 @@ for i = 2, #KEYS do
   local capacity = tonumber(ARGV[at])
   local refill = tonumber(ARGV[at + 1])
   local cost = tonumber(ARGV[at + 2])
-  if ARGV[at + 3] == "1" and override[1] and override[2] then
-    capacity = tonumber(override[1])
-    refill = tonumber(override[2])
+  local overridden = "0"
+  if ARGV[at + 3] == "1" and override_capacity then
+    capacity, refill, overridden = override_capacity, override_refill, "1"
   end
   local held = redis.call("HMGET", KEYS[i], "tokens", "ts")
   local tokens = capacity
@@ -42,11 +52,11 @@ for i = 2, #KEYS do
     local elapsed = math.max(0, now - tonumber(held[2]))
     tokens = math.min(capacity, tonumber(held[1]) + elapsed * refill)
   end
-  if tokens < cost then
+  if tokens + EPSILON < cost then
     allowed = false
   end
   buckets[i] = {capacity = capacity, refill = refill, cost = cost, tokens = tokens,
-                existed = held[1] and "1" or "0"}
+                existed = held[1] and "1" or "0", overridden = overridden}
 end
 
 local reply = {allowed and "1" or "0"}
@@ -57,17 +67,18 @@ for i = 2, #KEYS do
     redis.call("HSET", KEYS[i], "tokens", text(b.tokens), "ts", text(now),
                "capacity", text(b.capacity), "refill", text(b.refill))
     if b.refill > 0 then
-      redis.call("PEXPIRE", KEYS[i], math.ceil((b.capacity - b.tokens) / b.refill * 1000) + 1000)
+      local ms = math.ceil((b.capacity - b.tokens) / b.refill * 1000) + 1000
+      redis.call("PEXPIRE", KEYS[i], math.min(ms, MAX_MS))
     else
       redis.call("PERSIST", KEYS[i])
     end
   end
   local retry = 0
-  if b.tokens < b.cost then
+  if b.tokens + EPSILON < b.cost then
     retry = b.refill > 0 and (b.cost - b.tokens) / b.refill or -1
   end
   local reset = 0
-  if b.tokens < b.capacity then
+  if b.tokens + EPSILON < b.capacity then
     reset = b.refill > 0 and (b.capacity - b.tokens) / b.refill or -1
   end
   table.insert(reply, text(b.capacity))
@@ -76,5 +87,6 @@ for i = 2, #KEYS do
   table.insert(reply, text(retry))
   table.insert(reply, text(reset))
   table.insert(reply, b.existed)
+  table.insert(reply, b.overridden)
 end
 return reply
