@@ -8,7 +8,6 @@ the URL (as several server processes do).
 
 from __future__ import annotations
 
-import multiprocessing
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +21,8 @@ import pytest
 from mcpsec.core.api_keys import ApiKeys, Reason
 from mcpsec.core.key_records import Status
 from mcpsec.store import Store, open_store
+
+from tests.support.processes import run_in_processes
 
 THREADS = 32
 VERIFIES_PER_THREAD = 50
@@ -130,36 +131,12 @@ def test_four_processes_count_every_use(process_target: Target) -> None:
     try:
         keys = ApiKeys(store)
         created = keys.create("multi-process-bot")
-        context = multiprocessing.get_context("spawn")
-        barrier = context.Barrier(PROCESSES)
-        results = context.Queue()
-        workers = [
-            context.Process(
-                target=verify_in_process,
-                args=(
-                    process_target.url,
-                    process_target.prefix,
-                    created.api_key,
-                    VERIFIES_PER_PROCESS,
-                    barrier,
-                    results,
-                ),
-            )
-            for _ in range(PROCESSES)
-        ]
-        for worker in workers:
-            worker.start()
-        try:
-            outcomes = [results.get(timeout=120) for _ in workers]
-        finally:
-            for worker in workers:
-                worker.join(timeout=60)
-                if worker.is_alive():
-                    worker.kill()
-                    worker.join()
-        errors = [o for o in outcomes if isinstance(o, str)]
-        assert errors == []
-        assert [w.exitcode for w in workers] == [0] * PROCESSES
+        outcomes = run_in_processes(
+            verify_in_process,
+            (process_target.url, process_target.prefix, created.api_key, VERIFIES_PER_PROCESS),
+            count=PROCESSES,
+            timeout=120,
+        )
         flat = [valid for batch in outcomes for valid in batch]
         assert flat == [True] * (PROCESSES * VERIFIES_PER_PROCESS)
         assert keys.show(created.key_id).use_count == PROCESSES * VERIFIES_PER_PROCESS == 400

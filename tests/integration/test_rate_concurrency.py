@@ -9,9 +9,7 @@ buckets charged all or nothing; and one decision is one EVALSHA to one slot.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
@@ -22,9 +20,9 @@ import redis
 from mcpsec.core.ratelimit import AsyncRateLimiter, Decision, Limit, RateLimiter
 from mcpsec.store import BucketRequest, open_store
 from mcpsec.store.redis_store import RedisStore
-from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
+from tests.support.processes import run_in_processes
 from tests.support.sent_commands import record_commands
 
 THREADS = 32
@@ -108,20 +106,6 @@ def test_asyncio_requests_in_flight_together_get_exactly_the_capacity(store: Red
 # --- one decision, one command ----------------------------------------------------------------
 
 
-@pytest.fixture
-def nodes(store: RedisStore) -> Iterator[list[redis.Redis]]:
-    """A plain connection to each primary, to read the servers' own command counters."""
-    if isinstance(store.client, RedisCluster):
-        places = [(n.host, n.port) for n in store.client.get_primaries()]
-    else:
-        kwargs = store.client.connection_pool.connection_kwargs
-        places = [(kwargs["host"], kwargs["port"])]
-    clients = [redis.Redis(host=h, port=p, decode_responses=True) for h, p in places]
-    yield clients
-    for client in clients:
-        client.close()
-
-
 def evalsha_calls(nodes: list[redis.Redis]) -> list[int]:
     """EVALSHA calls each server has counted so far."""
     return [int(c.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)) for c in nodes]
@@ -189,28 +173,9 @@ def test_four_processes_on_one_sqlite_file_get_exactly_the_capacity(tmp_path: Pa
     url = f"sqlite:///{tmp_path / 'rate.db'}"
     store = open_store(url)
     try:
-        context = multiprocessing.get_context("spawn")
-        barrier = context.Barrier(PROCESSES)
-        results = context.Queue()
-        workers = [
-            context.Process(
-                target=check_in_process,
-                args=(url, THREADS_PER_PROCESS, REQUESTS_PER_THREAD, barrier, results),
-            )
-            for _ in range(PROCESSES)
-        ]
-        for worker in workers:
-            worker.start()
-        try:
-            outcomes = [results.get(timeout=180) for _ in workers]
-        finally:
-            for worker in workers:
-                worker.join(timeout=60)
-                if worker.is_alive():
-                    worker.kill()
-                    worker.join()
-        assert [o for o in outcomes if isinstance(o, str)] == []
-        assert [w.exitcode for w in workers] == [0] * PROCESSES
+        outcomes = run_in_processes(
+            check_in_process, (url, THREADS_PER_PROCESS, REQUESTS_PER_THREAD), count=PROCESSES
+        )
         flat = [pair for batch in outcomes for pair in batch]
         assert len(flat) == PROCESSES * THREADS_PER_PROCESS * REQUESTS_PER_THREAD == 640
         assert not any(unavailable for _, unavailable in flat), "a decision failed open"

@@ -54,23 +54,6 @@ def mark_key(store: RedisStore, subject: str, name: str) -> str:
 # --- one command, one slot -------------------------------------------------------------------
 
 
-@pytest.fixture
-def nodes(store: RedisStore) -> Iterator[list[redis.Redis]]:
-    """A plain connection to each primary, opened beforehand, to read the servers' own
-    command counters."""
-    if isinstance(store.client, RedisCluster):
-        places = [(n.host, n.port) for n in store.client.get_primaries()]
-    else:
-        kwargs = store.client.connection_pool.connection_kwargs
-        places = [(kwargs["host"], kwargs["port"])]
-    clients = [redis.Redis(host=h, port=p, decode_responses=True) for h, p in places]
-    for client in clients:
-        client.ping()
-    yield clients
-    for client in clients:
-        client.close()
-
-
 def command_counts(nodes: list[redis.Redis]) -> dict[str, int]:
     """`node/command` -> calls, as each server counts them (INFO itself left out)."""
     counts = {}
