@@ -33,6 +33,7 @@ OVERRIDE_KIND: Final = "rate_override"
 IDENTITY_BUCKET: Final = "identity"
 TOOL_PREFIX: Final = "tool:"
 MAX_CAPACITY: Final = 1e12
+MAX_BUILT: Final = 4096  # decisions' bucket lists kept built; all dropped when full
 
 
 def _number(value: Any) -> bool:
@@ -173,6 +174,7 @@ class RateLimiter:
         self._store = store
         self._opened: Store | None = None
         self.policy = policy or RatePolicy()
+        self._built: dict[tuple[Any, ...], tuple[tuple[BucketRequest, ...], str]] = {}
 
     @property
     def store(self) -> Store:
@@ -212,7 +214,26 @@ class RateLimiter:
         limit: Limit | None,
         cost: float,
         tools: Sequence[tuple[str, Limit]],
-    ) -> tuple[list[BucketRequest], str]:
+    ) -> tuple[tuple[BucketRequest, ...], str]:
+        """The buckets a decision charges, and where the identity's limit came from; built
+        once per distinct call and kept, since a server asks the same question all day."""
+        memo = (identity, tuple(roles), limit, cost, tuple(tools))
+        found = self._built.get(memo)
+        if found is None:
+            found = self._build(identity, memo[1], limit, cost, memo[4])
+            if len(self._built) >= MAX_BUILT:
+                self._built.clear()
+            self._built[memo] = found
+        return found
+
+    def _build(
+        self,
+        identity: str,
+        roles: Iterable[str],
+        limit: Limit | None,
+        cost: float,
+        tools: Sequence[tuple[str, Limit]],
+    ) -> tuple[tuple[BucketRequest, ...], str]:
         check_identity(identity)
         parse_cost(cost)
         if limit is None:
@@ -230,7 +251,7 @@ class RateLimiter:
                     f"bucket {r.name}: it could never be allowed",
                     field="cost",
                 )
-        return requests, source
+        return tuple(requests), source
 
     def _unavailable(self, requests: Sequence[BucketRequest], source: str) -> Decision:
         first = requests[0]

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Hashable
 from typing import Any
 
 import redis
+
+MAX_PACKED = 4096  # encoded commands kept; all are dropped when full (cheap, and bounded)
 
 
 class DirectCalls:
@@ -26,10 +29,22 @@ class DirectCalls:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._held: list[Any] = []
+        self._packed: dict[Hashable, list[bytes]] = {}
 
-    def call(self, *args: Any) -> Any:
+    def call(self, *args: Any, memo: Hashable = None) -> Any:
+        """Send one command and read its reply. With `memo`, a hashable name for exactly
+        these arguments, the encoded command is kept and reused: a server deciding for the
+        same identity again need not encode the same script call again."""
         connection = self._connection()
-        connection.send_command(*args)
+        if memo is None:
+            connection.send_command(*args)
+        else:
+            packed = self._packed.get(memo)
+            if packed is None:
+                if len(self._packed) >= MAX_PACKED:
+                    self._packed.clear()
+                packed = self._packed[memo] = connection.pack_command(*args)
+            connection.send_packed_command(packed, check_health=False)
         return connection.read_response()
 
     def close(self) -> None:

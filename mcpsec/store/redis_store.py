@@ -12,7 +12,7 @@ kinds start with a letter, so the `_` families can never collide with a record k
     <prefix>_seq:{<kind>}      the kind's registration counter
     <prefix>_log:{<stream>}    a stream; each entry holds one field `d`, the JSON body
     <prefix>_rl:{<group>}:<name>
-                               a token bucket: hash of tokens, ts, capacity, refill
+                               a token bucket: "<state> <capacity> <refill>" (bucket_take.lua)
     <prefix>_rli               "<group> <name>" of buckets that may not be full: listing
     <prefix>_mark:{<group>}:<name>
                                a mark: a number with an expiry (token revocations)
@@ -32,7 +32,7 @@ import asyncio
 import builtins
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from typing import Any, Final
@@ -74,7 +74,6 @@ from mcpsec.store.interface import (
     check_mark,
     check_prefix,
     check_update,
-    refilled,
 )
 from mcpsec.store.redis_async import AsyncTransport, open_async_client
 from mcpsec.store.redis_direct import DirectCalls
@@ -96,6 +95,7 @@ _SCRIPTS: Final = (
     "marks_get",
     "bucket_take",
 )
+MAX_CALLS: Final = 4096  # bucket calls kept built (see _bucket_call); dropped all when full
 BUCKET_INDEX: Final = "_rli"  # sorted set of "<group> <name>" for every bucket not yet full
 
 Client = redis.Redis | RedisCluster
@@ -127,6 +127,7 @@ class RedisStore:
         self._direct = (
             DirectCalls(client.connection_pool) if isinstance(client, redis.Redis) else None
         )
+        self._calls: dict[Hashable, tuple[builtins.list[str], builtins.list[str]]] = {}
         self._async = (
             AsyncTransport(
                 async_opener,
@@ -266,9 +267,10 @@ class RedisStore:
         consume: bool = True,
         override_kind: str | None = None,
     ) -> BucketReply:
-        keys, args = self._bucket_call(group, requests, consume, override_kind)
+        memo = (group, tuple(requests), consume, override_kind)
+        keys, args = self._bucket_call(memo, group, requests, consume, override_kind)
         with self._errors():
-            reply = self._run("bucket_take", keys, *args)
+            reply = self._run("bucket_take", keys, *args, memo=memo)
             taken = _bucket_reply(requests, reply)
             if consume:
                 self._index_buckets(group, taken)
@@ -286,7 +288,8 @@ class RedisStore:
             return await asyncio.to_thread(
                 self.take_buckets, group, requests, consume=consume, override_kind=override_kind
             )
-        keys, args = self._bucket_call(group, requests, consume, override_kind)
+        memo = (group, tuple(requests), consume, override_kind)
+        keys, args = self._bucket_call(memo, group, requests, consume, override_kind)
         with self._errors():
             taken = _bucket_reply(
                 requests, await self._async.run_batched("bucket_take", keys, *args)
@@ -297,11 +300,17 @@ class RedisStore:
 
     def _bucket_call(
         self,
+        memo: Hashable,
         group: str,
         requests: Sequence[BucketRequest],
         consume: bool,
         override_kind: str | None,
     ) -> tuple[builtins.list[str], builtins.list[str]]:
+        """The script's keys and arguments, checked and built once per distinct call (a
+        server decides for the same identities and limits over and over)."""
+        found = self._calls.get(memo)
+        if found is not None:
+            return found
         check_buckets(group, requests)
         override = (
             self._record_key(check_kind(override_kind), group)
@@ -312,7 +321,11 @@ class RedisStore:
         for r in requests:
             args += [repr(float(r.capacity)), repr(float(r.refill)), repr(float(r.cost))]
             args.append("1" if r.overridable else "0")
-        return [override, *(self._bucket_key(group, r.name) for r in requests)], args
+        built = [override, *(self._bucket_key(group, r.name) for r in requests)], args
+        if len(self._calls) >= MAX_CALLS:
+            self._calls.clear()
+        self._calls[memo] = built
+        return built
 
     def _index_buckets(self, group: str, taken: BucketReply) -> None:
         """List the buckets this take created (they were full, so absent, before)."""
@@ -345,17 +358,18 @@ class RedisStore:
             pairs = [m.split(" ", 1) for m in members]
             pipe = self.client.pipeline(transaction=False)
             for group, name in pairs:
-                pipe.hgetall(self._bucket_key(group, name))
+                pipe.get(self._bucket_key(group, name))
             raws = pipe.execute() if pairs else []
             now = self.now()
             gone = [m for m, raw in zip(members, raws, strict=True) if not raw]
             if gone:  # expired when full: forget them
                 self.client.zrem(self.prefix + BUCKET_INDEX, *gone)
-        entries = [
-            BucketEntry(group, _stored_level(name, raw, now))
+        seen = [
+            (group, _stored_level(name, raw, now))
             for (group, name), raw in zip(pairs, raws, strict=True)
             if raw
         ]
+        entries = [BucketEntry(group, level) for group, level in seen if level is not None]
         return BucketPage(tuple(entries), members[-1] if len(members) == limit else None)
 
     def delete(self, kind: str, id: str) -> bool:
@@ -493,7 +507,7 @@ class RedisStore:
     def _record_key(self, kind: str, id: str) -> str:
         return self.prefix + kind + ":{" + id + "}"
 
-    def _run(self, name: str, keys: Sequence[str], *args: Any) -> Any:
+    def _run(self, name: str, keys: Sequence[str], *args: Any, memo: Hashable = None) -> Any:
         """EVALSHA of one of our scripts, with every key it touches declared (one slot).
 
         NOSCRIPT means the script did not run (a restarted or new node), so loading it and
@@ -501,12 +515,19 @@ class RedisStore:
         rather than through redis-py's Script wrapper: this is every verify's path.
         """
         script = self._scripts[name]
-        call = self._direct.call if self._direct else self.client.execute_command
+        if self._direct is None:
+            call = self.client.execute_command
+            try:
+                return call("EVALSHA", script.sha, len(keys), *keys, *args)
+            except redis.exceptions.NoScriptError:
+                call("SCRIPT", "LOAD", script.script)
+                return call("EVALSHA", script.sha, len(keys), *keys, *args)
+        direct = self._direct
         try:
-            return call("EVALSHA", script.sha, len(keys), *keys, *args)
+            return direct.call("EVALSHA", script.sha, len(keys), *keys, *args, memo=memo)
         except redis.exceptions.NoScriptError:
-            call("SCRIPT", "LOAD", script.script)
-            return call("EVALSHA", script.sha, len(keys), *keys, *args)
+            direct.call("SCRIPT", "LOAD", script.script)
+            return direct.call("EVALSHA", script.sha, len(keys), *keys, *args, memo=memo)
 
     def _index_keys(self, kind: str) -> tuple[str, str, str, str]:
         """The id index, expiry hints, versions and counter of a kind: one slot."""
@@ -575,40 +596,42 @@ class RedisStore:
             raise translate(redis.ConnectionError(str(e)), redact_url(self.url)) from e
 
 
-def _bucket_reply(requests: Sequence[BucketRequest], reply: Sequence[str]) -> BucketReply:
-    return BucketReply(reply[0] == "1", tuple(_bucket_levels(requests, reply[1:])))
-
-
-def _bucket_levels(
-    requests: Sequence[BucketRequest], values: Sequence[str]
-) -> builtins.list[BucketLevel]:
+def _bucket_reply(requests: Sequence[BucketRequest], reply: Sequence[Any]) -> BucketReply:
+    """The script's reply: allowed, then seven values per bucket (see bucket_take.lua)."""
     levels = []
     for i, r in enumerate(requests):
-        capacity, refill, tokens, retry, reset, existed, overridden = values[i * 7 : i * 7 + 7]
+        capacity, refill, tokens, full_in, retry_in, existed, overridden = reply[
+            1 + i * 7 : 8 + i * 7
+        ]
         levels.append(
             BucketLevel(
                 r.name,
                 float(capacity),
                 float(refill),
                 float(tokens),
-                _never(retry),
-                _never(reset),
-                existed == "1",
-                overridden == "1",
+                _seconds(retry_in),
+                _seconds(full_in),
+                existed == 1,
+                overridden == 1,
             )
         )
-    return levels
+    return BucketReply(reply[0] == 1, tuple(levels))
 
 
-def _never(value: str) -> float | None:
-    seconds = float(value)
-    return None if seconds < 0 else seconds
+def _seconds(microseconds: int | str) -> float | None:
+    value = float(microseconds)
+    return None if value < 0 else value / 1_000_000
 
 
-def _stored_level(name: str, raw: Mapping[str, str], now: float) -> BucketLevel:
-    capacity, refill = float(raw["capacity"]), float(raw["refill"])
-    tokens = refilled(float(raw["tokens"]), float(raw["ts"]), capacity, refill, now)
-    return bucket_level(name, capacity, refill, tokens, 1.0, existed=True)
+def _stored_level(name: str, raw: str, now: float) -> BucketLevel | None:
+    """A bucket as bucket_take.lua stores it, "<state> <capacity> <refill>", seen at `now`:
+    with refill, the state is the microsecond it will be full; without, the tokens used."""
+    try:
+        state, capacity, refill = (float(part) for part in raw.split(" "))
+    except ValueError:
+        return None  # not written by mcpsec: nothing to show
+    used = max(0.0, state / 1_000_000 - now) * refill if refill > 0 else state
+    return bucket_level(name, capacity, refill, capacity - used, 1.0, existed=True)
 
 
 def _nodes(url: StoreUrl) -> builtins.list[ClusterNode]:

@@ -1,92 +1,111 @@
 -- bucket_take.lua: token buckets of one group, all or nothing, by the server's clock.
 --
 -- KEYS[1]     the group's override record, <prefix><kind>:{<group>} (may not exist)
--- KEYS[2..]   the buckets, <prefix>_rl:{<group>}:<name>: hashes of tokens, ts, capacity, refill
+-- KEYS[2..]   the buckets, <prefix>_rl:{<group>}:<name>
 -- ARGV[1]     "take" to charge, "peek" to only look
 -- ARGV[2..]   per bucket, four values: capacity, refill per second, cost, overridable (1/0)
 --
 -- A bucket refills at `refill` tokens a second up to `capacity`; an absent bucket is full.
 -- If every bucket holds its cost, each is charged; if any does not, none is. Limits come
 -- from the arguments (a changed policy applies on the next call), or, for an overridable
--- bucket, from the override record's `capacity` and `refill` fields when it exists.
--- A charged bucket expires when it would be full again (never, with refill 0).
+-- bucket, from the override record's `capacity` and `refill` fields when they are numbers
+-- in range. A bucket is one string, "<state> <capacity> <refill>" (the limits it was last
+-- charged under): with refill > 0 the state is the microsecond at which it will be full
+-- (GCRA's theoretical arrival time: one number says it all), rounded up so that rounding
+-- never admits; with refill 0 it is the tokens used. Its level now is read with the limits
+-- it was written under and capped at today's capacity, so a changed policy applies at once.
+-- It expires when full (never, with refill 0).
 --
--- Returns {allowed, then per bucket: capacity, refill, tokens (after the charge, if any),
--- retry_after (until `cost` tokens are there again), reset_after (until full), existed,
--- overridden},
--- numbers as text (a Lua number would come back truncated to an integer); retry_after and
--- reset_after are "-1" for never. The same rules as `bucket_level` in interface.py.
-
-local function text(n)
-  return string.format("%.17g", n)
-end
+-- Returns {allowed, then per bucket: capacity, refill (as text, as they applied), tokens
+-- (text, after the charge if any), full_in and retry_in (microseconds until full / until
+-- `cost` tokens are there, integers or, past 9e15, text; -1 for never), existed (1/0),
+-- overridden (1/0)}. The same
+-- rules as `bucket_level` and SqliteStore.take_buckets.
 
 local EPSILON = 1e-9  -- float dust: a bucket refilled to 0.9999999999 of a token holds one
 local MAX_MS = 3153600000000  -- 100 years: Redis refuses an expiry written as 3.1e+17
 
-local t = redis.call("TIME")
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local override = redis.call("HMGET", KEYS[1], "capacity", "refill")
--- An override must be numbers in range; anything else (written by hand) is ignored.
-local override_capacity, override_refill = tonumber(override[1]), tonumber(override[2])
-if not (override_capacity and override_refill and override_capacity >= 1
-        and override_refill >= 0) then
-  override_capacity, override_refill = nil, nil
+-- An integer reply is exact and cheap, but Redis truncates numbers beyond 64 bits: text then.
+local function exact(n)
+  if n > 9e15 then
+    return string.format("%.17g", n)
+  end
+  return n
 end
+
+local t = redis.call("TIME")
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local charging = ARGV[1] == "take"
 local allowed = true
 local buckets = {}
+local o_capacity, o_refill  -- nil: not read yet; false: no usable override
 
 for i = 2, #KEYS do
   local at = 2 + (i - 2) * 4
-  local capacity = tonumber(ARGV[at])
-  local refill = tonumber(ARGV[at + 1])
-  local cost = tonumber(ARGV[at + 2])
-  local overridden = "0"
-  if ARGV[at + 3] == "1" and override_capacity then
-    capacity, refill, overridden = override_capacity, override_refill, "1"
+  local capacity_text, refill_text = ARGV[at], ARGV[at + 1]
+  local overridden = 0
+  if ARGV[at + 3] == "1" then
+    if o_capacity == nil then
+      local o = redis.call("HMGET", KEYS[1], "capacity", "refill")
+      o_capacity, o_refill = tonumber(o[1]) or false, tonumber(o[2]) or false
+      if not (o_capacity and o_refill and o_capacity >= 1 and o_refill >= 0) then
+        o_capacity = false
+      end
+    end
+    if o_capacity then
+      capacity_text, refill_text, overridden = tostring(o_capacity), tostring(o_refill), 1
+    end
   end
-  local held = redis.call("HMGET", KEYS[i], "tokens", "ts")
+  local capacity, refill = tonumber(capacity_text), tonumber(refill_text)
+  local cost = tonumber(ARGV[at + 2])
+  local held = redis.call("GET", KEYS[i])
   local tokens = capacity
-  if held[1] then
-    local elapsed = math.max(0, now - tonumber(held[2]))
-    tokens = math.min(capacity, tonumber(held[1]) + elapsed * refill)
+  if held then
+    local h_state, h_capacity, h_refill = string.match(held, "^(%S+) (%S+) (%S+)$")
+    h_state, h_capacity, h_refill = tonumber(h_state), tonumber(h_capacity), tonumber(h_refill)
+    if h_state and h_capacity and h_refill then
+      local level = h_capacity - h_state
+      if h_refill > 0 then
+        level = h_capacity - math.max(0, h_state - now) * h_refill / 1000000
+      end
+      tokens = math.min(capacity, level)
+    end
   end
   if tokens + EPSILON < cost then
     allowed = false
   end
-  buckets[i] = {capacity = capacity, refill = refill, cost = cost, tokens = tokens,
-                existed = held[1] and "1" or "0", overridden = overridden}
+  buckets[i] = {capacity_text, refill_text, capacity, refill, cost, tokens,
+                held and 1 or 0, overridden}
 end
 
-local reply = {allowed and "1" or "0"}
+local reply = {allowed and 1 or 0}
 for i = 2, #KEYS do
   local b = buckets[i]
+  local capacity, refill, cost, tokens = b[3], b[4], b[5], b[6]
+  local interval = refill > 0 and 1000000 / refill or 0
   if allowed and charging then
-    b.tokens = b.tokens - b.cost
-    redis.call("HSET", KEYS[i], "tokens", text(b.tokens), "ts", text(now),
-               "capacity", text(b.capacity), "refill", text(b.refill))
-    if b.refill > 0 then
-      local ms = math.ceil((b.capacity - b.tokens) / b.refill * 1000) + 1000
-      redis.call("PEXPIRE", KEYS[i], math.min(ms, MAX_MS))
+    tokens = tokens - cost
+    if refill > 0 then
+      local full_at = math.ceil(now + (capacity - tokens) * interval)
+      redis.call("SET", KEYS[i], string.format("%.17g %s %s", full_at, b[1], b[2]),
+                 "PX", math.min(math.ceil((full_at - now) / 1000) + 1000, MAX_MS))
     else
-      redis.call("PERSIST", KEYS[i])
+      redis.call("SET", KEYS[i], string.format("%.17g %s %s", capacity - tokens, b[1], b[2]))
     end
   end
-  local retry = 0
-  if b.tokens + EPSILON < b.cost then
-    retry = b.refill > 0 and (b.cost - b.tokens) / b.refill or -1
+  local full_in, retry_in = 0, 0
+  if tokens + EPSILON < capacity then
+    full_in = refill > 0 and math.ceil((capacity - tokens) * interval) or -1
   end
-  local reset = 0
-  if b.tokens + EPSILON < b.capacity then
-    reset = b.refill > 0 and (b.capacity - b.tokens) / b.refill or -1
+  if tokens + EPSILON < cost then
+    retry_in = refill > 0 and math.ceil((cost - tokens) * interval) or -1
   end
-  table.insert(reply, text(b.capacity))
-  table.insert(reply, text(b.refill))
-  table.insert(reply, text(b.tokens))
-  table.insert(reply, text(retry))
-  table.insert(reply, text(reset))
-  table.insert(reply, b.existed)
-  table.insert(reply, b.overridden)
+  table.insert(reply, b[1])
+  table.insert(reply, b[2])
+  table.insert(reply, string.format("%.17g", tokens))
+  table.insert(reply, exact(full_in))
+  table.insert(reply, exact(retry_in))
+  table.insert(reply, b[7])
+  table.insert(reply, b[8])
 end
 return reply
