@@ -19,37 +19,42 @@ import argparse
 import hmac
 import json
 import platform
-import secrets
-import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
-# tests/support is no installed package: make the repo root importable from any working directory.
+# bench/ and tests/support are no installed packages: make the repo root importable from any
+# working directory.
 _REPO = str(Path(__file__).resolve().parent.parent)
 if _REPO not in sys.path:
     sys.path.insert(0, _REPO)
 
 from mcpsec.core.api_keys import ApiKeys  # noqa: E402
-from mcpsec.core.errors import MCPSecError  # noqa: E402
 from mcpsec.core.key_format import MalformedKeyError, parse_key, secret_hash  # noqa: E402
-from mcpsec.store import open_store, redact_url  # noqa: E402
-from tests.support.redis_servers import start_redis_server  # noqa: E402
+from mcpsec.store import open_store  # noqa: E402
+
+from bench.common import (  # noqa: E402
+    TIMEOUT,
+    add_server_options,
+    bench_parser,
+    client_like_the_store,
+    forget,
+    fresh_prefix,
+    parse_server_args,
+    positive,
+    run_on_redis,
+    timed,
+)
 
 TARGET_RATIO: Final = 1.5
-TIMEOUT: Final = 2.0  # the store's default socket timeouts, used by both clients
 WARMUP: Final = 200  # verifies each before timing: scripts loaded, connections open
 DEFAULT_N: Final = 2000
 DEFAULT_ROUNDS: Final = 5
@@ -151,26 +156,6 @@ class Report:
         return self.mcpsec.median / self.naive.median
 
 
-def client_like_the_store(url: str) -> redis.Redis:
-    """The settings `RedisStore.from_url` gives its client, so only the method differs."""
-    return redis.Redis.from_url(
-        url,
-        socket_connect_timeout=TIMEOUT,
-        socket_timeout=TIMEOUT,
-        retry=Retry(NoBackoff(), 0),
-        decode_responses=True,
-    )
-
-
-def timed(verify: Verify, api_key: str, n: int) -> tuple[float, int]:
-    """(verifies per second, how many were not valid) over `n` verifies of one key."""
-    invalid = 0
-    start = time.perf_counter()
-    for _ in range(n):
-        invalid += not verify(api_key)
-    return n / (time.perf_counter() - start), invalid
-
-
 def throughput(ways: dict[str, tuple[Verify, str]], n: int, rounds: int) -> dict[str, Throughput]:
     """Rounds alternate which way goes first, so drift and warm caches hit both alike."""
     for verify, api_key in ways.values():
@@ -201,7 +186,7 @@ def hammer(verify: Verify, api_key: str, threads: int, per_thread: int) -> int:
 
 
 def run(url: str, server: str, args: argparse.Namespace) -> Report:
-    prefix = f"mcpsec-bench-{secrets.token_hex(4)}:"
+    prefix = fresh_prefix()
     naive_client = client_like_the_store(url)
     store = open_store(url, prefix=prefix, timeout=TIMEOUT)
     naive = NaiveKeys(naive_client, prefix)
@@ -243,13 +228,6 @@ def measure(
         results["naive"],
         (naive_race, mcpsec_race),
     )
-
-
-def forget(client: redis.Redis, prefix: str) -> None:
-    """Leave nothing behind on a server that is not ours."""
-    names = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    for start in range(0, len(names), 500):
-        client.delete(*names[start : start + 500])
 
 
 def met(report: Report) -> bool:
@@ -322,47 +300,16 @@ def render_json(report: Report) -> str:
     return json.dumps(document, indent=2)
 
 
-@contextmanager
-def own_server() -> Iterator[str]:
-    """A throwaway redis-server on a free port, in a temp folder, stopped on the way out."""
-    with tempfile.TemporaryDirectory(prefix="mcpsec-bench-") as folder:
-        server = start_redis_server(Path(folder))
-        try:
-            yield server.url
-        finally:
-            server.stop()
-
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = bench_parser(__doc__)
     parser.add_argument("--n", type=positive, default=DEFAULT_N, help="verifies per round")
     parser.add_argument("--rounds", type=positive, default=DEFAULT_ROUNDS, help="timed rounds")
     parser.add_argument("--threads", type=positive, default=DEFAULT_THREADS)
     parser.add_argument("--per-thread", type=positive, default=DEFAULT_PER_THREAD)
-    parser.add_argument("--url", help="a redis:// server to use instead of starting one")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    args = parser.parse_args(argv)
-    if args.url is not None and not args.url.startswith(("redis://", "rediss://", "unix://")):
-        parser.error("--url must be a standalone Redis URL (redis://, rediss:// or unix://)")
-    if args.url is None and shutil.which("redis-server") is None:
-        print(
-            "redis-server is not installed and no --url was given: nothing measured",
-            file=sys.stderr,
-        )
-        return 0
-    try:
-        with own_server() if args.url is None else nullcontext(args.url) as url:
-            server = redact_url(url) if args.url else f"{url} (own server)"
-            report = run(url, server, args)
-    except (redis.RedisError, MCPSecError) as e:
-        print(f"could not run against Redis: {e}", file=sys.stderr)
+    add_server_options(parser)
+    args = parse_server_args(parser, argv)
+    report = run_on_redis(args.url, lambda url, server: run(url, server, args))
+    if report is None:
         return 0
     print((render_json if args.json else render_table)(report))
     return 0

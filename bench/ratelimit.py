@@ -38,24 +38,18 @@ import json
 import math
 import os
 import platform
-import secrets
-import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import redis
 import redis.asyncio as aredis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 # `limits` is the bench extra, absent where only the test and dev extras are installed (there
 # mypy still checks this file): main says so and measures nothing.
@@ -71,18 +65,30 @@ except ImportError:
 else:
     HAVE_LIMITS = True
 
-# tests/support is no installed package: make the repo root importable from any working directory.
+# bench/ and tests/support are no installed packages: make the repo root importable from any
+# working directory.
 _REPO = str(Path(__file__).resolve().parent.parent)
 if _REPO not in sys.path:
     sys.path.insert(0, _REPO)
 
-from mcpsec.core.errors import MCPSecError  # noqa: E402
 from mcpsec.core.ratelimit import AsyncRateLimiter, Limit, RateLimiter  # noqa: E402
-from mcpsec.store import open_store, redact_url  # noqa: E402
-from tests.support.redis_servers import start_redis_server  # noqa: E402
+from mcpsec.store import open_store  # noqa: E402
+
+from bench.common import (  # noqa: E402
+    TIMEOUT,
+    add_server_options,
+    bench_parser,
+    client_like_the_store,
+    forget,
+    fresh_prefix,
+    parse_server_args,
+    positive,
+    run_on_redis,
+    swarm,
+    timed,
+)
 
 TARGETS: Final = {"limits": 1.0, "naive": 1.5}  # mcpsec's decisions/s over theirs, each mode
-TIMEOUT: Final = 2.0  # the store's default socket timeouts, given to every client
 WARMUP: Final = 300  # decisions each before timing: scripts loaded, connections open
 # Many short rounds: on a small VM a round trip takes ~25 us while the client and redis-server
 # share a CPU and ~120 us while they don't, and the scheduler flips between the two every few
@@ -288,27 +294,6 @@ class Report:
     races: tuple[Race, ...]
 
 
-def timed(decide: Decide, identity: str, n: int) -> tuple[float, int]:
-    """(decisions per second, how many said no) over `n` decisions for one identity."""
-    denied = 0
-    start = time.perf_counter()
-    for _ in range(n):
-        denied += not decide(identity)
-    return n / (time.perf_counter() - start), denied
-
-
-async def swarm(decide: AsyncDecide, identity: str, n: int, in_flight: int) -> tuple[float, int]:
-    """`in_flight` worker tasks share `n` decisions; (decisions per second, said no)."""
-    shares = [n // in_flight + (i < n % in_flight) for i in range(in_flight)]
-
-    async def work(count: int) -> int:
-        return sum([not await decide(identity) for _ in range(count)])
-
-    start = time.perf_counter()
-    denied = sum(await asyncio.gather(*(work(c) for c in shares)))
-    return n / (time.perf_counter() - start), denied
-
-
 def throughput(ways: dict[str, Timed], mode: str, n: int, rounds: int) -> Mode:
     """Rounds rotate which way goes first, so drift and warm caches hit every way alike."""
     names = list(ways)
@@ -375,17 +360,6 @@ def measure(clients: Clients, server: str, version: str, args: argparse.Namespac
     )
 
 
-def client_like_the_store(url: str) -> redis.Redis:
-    """The settings `RedisStore.from_url` gives its client, so only the method differs."""
-    return redis.Redis.from_url(
-        url,
-        socket_connect_timeout=TIMEOUT,
-        socket_timeout=TIMEOUT,
-        retry=Retry(NoBackoff(), 0),
-        decode_responses=True,
-    )
-
-
 def open_clients(url: str, prefix: str) -> Clients:
     """`limits` names a unix socket redis+unix://; its other options must be plain values."""
     limits_url = "redis+unix://" + url.removeprefix("unix://") if url.startswith("unix:") else url
@@ -412,7 +386,7 @@ def open_clients(url: str, prefix: str) -> Clients:
 
 
 def run(url: str, server: str, args: argparse.Namespace) -> Report:
-    prefix = f"mcpsec-bench-{secrets.token_hex(4)}:"
+    prefix = fresh_prefix()
     clients = open_clients(url, prefix)
     try:
         version = str(clients.naive.info("server")["redis_version"])
@@ -420,13 +394,6 @@ def run(url: str, server: str, args: argparse.Namespace) -> Report:
     finally:
         forget(clients.naive, prefix)
         clients.close()
-
-
-def forget(client: redis.Redis, prefix: str) -> None:
-    """Leave nothing behind on a server that is not ours."""
-    names = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    for start in range(0, len(names), 500):
-        client.delete(*names[start : start + 500])
 
 
 def ratio_line(r: Ratio) -> str:
@@ -530,26 +497,8 @@ def races_met(report: Report) -> bool:
     return next(r for r in report.races if r.name == MCPSEC).over == 0
 
 
-@contextmanager
-def own_server() -> Iterator[str]:
-    """A throwaway redis-server on a free port, in a temp folder, stopped on the way out."""
-    with tempfile.TemporaryDirectory(prefix="mcpsec-bench-") as folder:
-        server = start_redis_server(Path(folder))
-        try:
-            yield server.url
-        finally:
-            server.stop()
-
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = bench_parser(__doc__)
     parser.add_argument("--n", type=positive, default=DEFAULT_N, help="decisions per round")
     parser.add_argument("--rounds", type=positive, default=DEFAULT_ROUNDS, help="timed rounds")
     parser.add_argument(
@@ -557,29 +506,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--threads", type=positive, default=DEFAULT_THREADS)
     parser.add_argument("--per-thread", type=positive, default=DEFAULT_PER_THREAD)
-    parser.add_argument("--url", help="a redis:// server to use instead of starting one")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    args = parser.parse_args(argv)
-    if args.url is not None and not args.url.startswith(("redis://", "rediss://", "unix://")):
-        parser.error("--url must be a standalone Redis URL (redis://, rediss:// or unix://)")
+    add_server_options(parser)
+    args = parse_server_args(parser, argv)
     if not HAVE_LIMITS:
         print(
             "the limits library is not installed (pip install -e '.[bench]'): nothing measured",
             file=sys.stderr,
         )
         return 0
-    if args.url is None and shutil.which("redis-server") is None:
-        print(
-            "redis-server is not installed and no --url was given: nothing measured",
-            file=sys.stderr,
-        )
-        return 0
-    try:
-        with own_server() if args.url is None else nullcontext(args.url) as url:
-            server = redact_url(url) if args.url else f"{url} (own server)"
-            report = run(url, server, args)
-    except (redis.RedisError, MCPSecError) as e:
-        print(f"could not run against Redis: {e}", file=sys.stderr)
+    report = run_on_redis(args.url, lambda url, server: run(url, server, args))
+    if report is None:
         return 0
     print((render_json if args.json else render_table)(report))
     return 0

@@ -12,7 +12,6 @@ Typer cannot start faster than Typer, and a quick command should not cost much m
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -25,6 +24,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+# bench/ is no installed package: make the repo root importable from any working directory.
+_REPO = str(Path(__file__).resolve().parent.parent)
+if _REPO not in sys.path:
+    sys.path.insert(0, _REPO)
+
+from bench.common import bench_parser, positive  # noqa: E402
 
 TARGET_RATIO = 1.5
 BASELINE = "python -c 'import typer'"
@@ -200,15 +206,8 @@ def render_json(summaries: Sequence[Summary], runs: int, warmup: int) -> str:
     return json.dumps(document, indent=2)
 
 
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = bench_parser(__doc__)
     parser.add_argument("--runs", type=positive, default=DEFAULT_RUNS, help="runs per command")
     parser.add_argument(
         "--warmup", type=int, default=WARMUP_ROUNDS, help="discarded rounds before timing"

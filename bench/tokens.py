@@ -35,42 +35,48 @@ import json
 import math
 import os
 import platform
-import secrets
-import shutil
 import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import jwt
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
-# tests/support is no installed package: make the repo root importable from any working directory.
+# bench/ and tests/support are no installed packages: make the repo root importable from any
+# working directory.
 _REPO = str(Path(__file__).resolve().parent.parent)
 if _REPO not in sys.path:
     sys.path.insert(0, _REPO)
 
-from mcpsec.core.errors import MCPSecError  # noqa: E402
 from mcpsec.core.secret_files import Secret  # noqa: E402
 from mcpsec.core.signing_keys import Algorithm, Keyring  # noqa: E402
 from mcpsec.core.token_ids import subject_tag  # noqa: E402
 from mcpsec.core.token_keys import TokenKeys  # noqa: E402
 from mcpsec.core.token_rules import Reason  # noqa: E402
 from mcpsec.core.tokens import CUTOFF_MARK, AsyncTokens, Tokens  # noqa: E402
-from mcpsec.store import Store, open_store, redact_url  # noqa: E402
-from tests.support.redis_servers import start_redis_server  # noqa: E402
+from mcpsec.store import Store, open_store  # noqa: E402
+
+from bench.common import (  # noqa: E402
+    TIMEOUT,
+    add_server_options,
+    bench_parser,
+    client_like_the_store,
+    forget,
+    fresh_prefix,
+    parse_server_args,
+    positive,
+    run_on_redis,
+    swarm,
+    timed,
+)
 
 TARGETS: Final = {("EdDSA", "sync"): 0.4, ("EdDSA", "async"): 0.6}
 AUDIENCE: Final = "https://mcp.example"
 ISSUER: Final = "mcpsec"
-TIMEOUT: Final = 2.0  # the store's default socket timeouts
 WARMUP: Final = 300  # verifies each before timing: scripts loaded, connections and threads open
 DEFAULT_N: Final = 3000
 DEFAULT_ROUNDS: Final = 5
@@ -150,38 +156,6 @@ class Subject:
     tokens: Tokens
     token: str
     key: Any  # what jwt.decode gets: the Ed25519 public key, or the HS256 secret bytes
-
-
-def client_like_the_store(url: str) -> redis.Redis:
-    """The settings `RedisStore.from_url` gives its client, so a PING costs what a read does."""
-    return redis.Redis.from_url(
-        url,
-        socket_connect_timeout=TIMEOUT,
-        socket_timeout=TIMEOUT,
-        retry=Retry(NoBackoff(), 0),
-        decode_responses=True,
-    )
-
-
-def timed(verify: Verify, token: str, n: int) -> tuple[float, int]:
-    """(verifies per second, how many were not valid) over `n` verifies of one token."""
-    invalid = 0
-    start = time.perf_counter()
-    for _ in range(n):
-        invalid += not verify(token)
-    return n / (time.perf_counter() - start), invalid
-
-
-async def swarm(verify: AsyncVerify, token: str, n: int, in_flight: int) -> tuple[float, int]:
-    """`in_flight` worker tasks share `n` verifies; (verifies per second, not valid)."""
-    shares = [n // in_flight + (i < n % in_flight) for i in range(in_flight)]
-
-    async def work(count: int) -> int:
-        return sum([not await verify(token) for _ in range(count)])
-
-    start = time.perf_counter()
-    invalid = sum(await asyncio.gather(*(work(c) for c in shares)))
-    return n / (time.perf_counter() - start), invalid
 
 
 def throughput(ways: dict[str, Timed], n: int, rounds: int) -> dict[str, Throughput]:
@@ -331,7 +305,7 @@ def breakdown(
 
 
 def run(url: str, server: str, args: argparse.Namespace) -> Report:
-    prefix = f"mcpsec-bench-{secrets.token_hex(4)}:"
+    prefix = fresh_prefix()
     store = open_store(url, prefix=prefix, timeout=TIMEOUT)
     admin = client_like_the_store(url)
     try:
@@ -383,13 +357,6 @@ async def close_async(store: Store) -> None:
 def default_executor_threads() -> int:
     """What asyncio.to_thread gets when nobody sets an executor (ThreadPoolExecutor's default)."""
     return min(32, (os.cpu_count() or 1) + 4)
-
-
-def forget(client: redis.Redis, prefix: str) -> None:
-    """Leave nothing behind on a server that is not ours."""
-    names = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    for start in range(0, len(names), 500):
-        client.delete(*names[start : start + 500])
 
 
 def ratio_line(pair: Pair) -> str:
@@ -498,51 +465,21 @@ def render_json(report: Report) -> str:
     return json.dumps(document, indent=2)
 
 
-@contextmanager
-def own_server() -> Iterator[str]:
-    """A throwaway redis-server on a free port, in a temp folder, stopped on the way out."""
-    with tempfile.TemporaryDirectory(prefix="mcpsec-bench-") as folder:
-        server = start_redis_server(Path(folder))
-        try:
-            yield server.url
-        finally:
-            server.stop()
-
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = bench_parser(__doc__)
     parser.add_argument("--n", type=positive, default=DEFAULT_N, help="verifies per round")
     parser.add_argument("--rounds", type=positive, default=DEFAULT_ROUNDS, help="timed rounds")
     parser.add_argument(
         "--in-flight", type=positive, default=DEFAULT_IN_FLIGHT, help="async verifies at once"
     )
-    parser.add_argument("--url", help="a redis:// server to use instead of starting one")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    args = parser.parse_args(argv)
-    if args.url is not None and not args.url.startswith(("redis://", "rediss://", "unix://")):
-        parser.error("--url must be a standalone Redis URL (redis://, rediss:// or unix://)")
-    if args.url is None and shutil.which("redis-server") is None:
-        print(
-            "redis-server is not installed and no --url was given: nothing measured",
-            file=sys.stderr,
-        )
-        return 0
+    add_server_options(parser)
+    args = parse_server_args(parser, argv)
     try:
-        with own_server() if args.url is None else nullcontext(args.url) as url:
-            server = redact_url(url) if args.url else f"{url} (own server)"
-            report = run(url, server, args)
-    except (redis.RedisError, MCPSecError) as e:
-        print(f"could not run against Redis: {e}", file=sys.stderr)
-        return 0
+        report = run_on_redis(args.url, lambda url, server: run(url, server, args))
     except Unmeasurable as e:
         print(f"{e}: nothing measured", file=sys.stderr)
+        return 0
+    if report is None:
         return 0
     print((render_json if args.json else render_table)(report))
     return 0

@@ -1,0 +1,1 @@
+"""Benchmarks, run as scripts (`python bench/tokens.py`): a package so they share bench.common."""
