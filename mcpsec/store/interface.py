@@ -140,6 +140,12 @@ class LogEntry:
 
 
 @dataclass(frozen=True)
+class ChainedAppend:
+    appended: LogEntry | None  # None: another entry came after `after` first
+    last: LogEntry | None  # then the stream's last entry now (None: the stream is empty)
+
+
+@dataclass(frozen=True)
 class StoreInfo:
     backend: str  # "sqlite", "redis", "redis-cluster"
     url: str  # redacted: never carries a password
@@ -199,6 +205,23 @@ class Store(Protocol):
         self, stream: str, fields: Mapping[str, JSONValue], *, maxlen: int | None = None
     ) -> LogEntry:
         """Append one entry; with `maxlen`, older entries beyond it may be trimmed."""
+        ...
+
+    def log_append_after(
+        self,
+        stream: str,
+        fields: Mapping[str, JSONValue],
+        *,
+        after: str | None,
+        maxlen: int | None = None,
+        max_age: float | None = None,
+    ) -> ChainedAppend:
+        """Append only if the stream's last entry is `after` (None: only to an empty stream).
+
+        One atomic step: the way a hash chain stays whole with many writers. Otherwise
+        nothing is written and the stream's last entry is returned to chain to. `maxlen` and
+        `max_age` (seconds) let older entries be trimmed, approximately.
+        """
         ...
 
     def log_read(

@@ -55,6 +55,7 @@ from mcpsec.store.interface import (
     BucketPage,
     BucketReply,
     BucketRequest,
+    ChainedAppend,
     JSONValue,
     KeyOutcome,
     KeyTouch,
@@ -94,6 +95,7 @@ _SCRIPTS: Final = (
     "mark_set",
     "marks_get",
     "bucket_take",
+    "log_append_after",
 )
 MAX_CALLS: Final = 4096  # bucket calls kept built (see _bucket_call); dropped all when full
 BUCKET_INDEX: Final = "_rli"  # sorted set of "<group> <name>" for every bucket not yet full
@@ -442,6 +444,37 @@ class RedisStore:
                 self._log_key(stream), {LOG_FIELD: body}, maxlen=maxlen, approximate=True
             )
         return _entry(entry_id, {LOG_FIELD: body})
+
+    def log_append_after(
+        self,
+        stream: str,
+        fields: Mapping[str, JSONValue],
+        *,
+        after: str | None,
+        maxlen: int | None = None,
+        max_age: float | None = None,
+    ) -> ChainedAppend:
+        check_kind(stream)
+        if after is not None:
+            _position(after)
+        if maxlen is not None and maxlen < 1:
+            raise InvalidInputError("maxlen must be at least 1", field="maxlen")
+        age = check_lifetime(max_age, field="max_age")
+        body = codec.encode_document(fields)
+        with self._errors():
+            minid = f"{int((self.now() - age) * 1000)}-0" if age is not None else ""
+            reply = self._run(
+                "log_append_after",
+                [self._log_key(stream)],
+                after or "",
+                body,
+                str(maxlen) if maxlen is not None else "",
+                minid,
+            )
+        if reply[0] == "ok":
+            return ChainedAppend(_entry(reply[1], {LOG_FIELD: body}), None)
+        last = _entry(reply[1], {LOG_FIELD: reply[2]}) if reply[1] else None
+        return ChainedAppend(None, last)
 
     def log_read(
         self, stream: str, *, after: str | None = None, limit: int = 100, block: float = 0

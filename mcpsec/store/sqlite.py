@@ -42,6 +42,7 @@ from mcpsec.store.interface import (
     BucketPage,
     BucketReply,
     BucketRequest,
+    ChainedAppend,
     JSONValue,
     KeyOutcome,
     KeyTouch,
@@ -297,6 +298,47 @@ class SqliteStore:
                     (stream, stream, maxlen),
                 )
         return LogEntry(str(seq), now, codec.decode(data))
+
+    def log_append_after(
+        self,
+        stream: str,
+        fields: Mapping[str, JSONValue],
+        *,
+        after: str | None,
+        maxlen: int | None = None,
+        max_age: float | None = None,
+    ) -> ChainedAppend:
+        check_kind(stream)
+        expected = _seq(after) if after is not None else None
+        if maxlen is not None and maxlen < 1:
+            raise InvalidInputError("maxlen must be at least 1", field="maxlen")
+        check_lifetime(max_age, field="max_age")
+        data = codec.encode_document(fields)
+        with self._write() as db:
+            now = self.clock.now()
+            row = db.execute(
+                "SELECT seq, time, data FROM log WHERE stream = ? ORDER BY seq DESC LIMIT 1",
+                (stream,),
+            ).fetchone()
+            if (row[0] if row else None) != expected:
+                last = LogEntry(str(row[0]), row[1], codec.decode(row[2])) if row else None
+                return ChainedAppend(None, last)
+            seq = db.execute(
+                "INSERT INTO log (stream, time, data) VALUES (?, ?, ?)", (stream, now, data)
+            ).lastrowid
+            assert seq is not None
+            if maxlen is not None:
+                db.execute(
+                    "DELETE FROM log WHERE stream = ? AND seq <= (SELECT seq FROM log "
+                    "WHERE stream = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                    (stream, stream, maxlen),
+                )
+            if max_age is not None:
+                db.execute(
+                    "DELETE FROM log WHERE stream = ? AND time < ? AND seq < ?",
+                    (stream, now - max_age, seq),
+                )
+        return ChainedAppend(LogEntry(str(seq), now, codec.decode(data)), None)
 
     def log_read(
         self, stream: str, *, after: str | None = None, limit: int = 100, block: float = 0

@@ -1,0 +1,37 @@
+-- log_append_after.lua: append to a stream only if its last entry is the one expected.
+--
+-- KEYS[1]   the stream, <prefix>_log:{<stream>}; each entry holds one field, d (JSON)
+-- ARGV[1]   the id of the entry the caller saw last ("" for an empty stream)
+-- ARGV[2]   the new entry's body
+-- ARGV[3]   MAXLEN to keep, approximately ("" for no limit)
+-- ARGV[4]   MINID: entries older than this id may be trimmed ("" for no limit)
+--
+-- This is what makes a hash chain safe with many writers: each entry carries a MAC over
+-- the one before, so it may only go in right after that one. Returns {"ok", id} when
+-- appended, or {"conflict", last id, last body} when another entry came first ("" and ""
+-- for an empty stream), so the caller can chain to that one and try again.
+
+local last = redis.call("XREVRANGE", KEYS[1], "+", "-", "COUNT", 1)
+local last_id = last[1] and last[1][1] or ""
+if last_id ~= ARGV[1] then
+  local body = ""
+  if last[1] then
+    local fields = last[1][2]
+    for i = 1, #fields, 2 do
+      if fields[i] == "d" then
+        body = fields[i + 1]
+      end
+    end
+  end
+  return {"conflict", last_id, body}
+end
+local id
+if ARGV[3] ~= "" then
+  id = redis.call("XADD", KEYS[1], "MAXLEN", "~", ARGV[3], "*", "d", ARGV[2])
+else
+  id = redis.call("XADD", KEYS[1], "*", "d", ARGV[2])
+end
+if ARGV[4] ~= "" then
+  redis.call("XTRIM", KEYS[1], "MINID", "~", ARGV[4])
+end
+return {"ok", id}
