@@ -48,11 +48,19 @@ ENV_VARS: dict[str, str] = {
     "tokens.reuse_leeway": "MCPSEC_JWT_REUSE_LEEWAY",
     "keys.prefix": "MCPSEC_KEY_PREFIX",
     "keys.default_ttl": "MCPSEC_KEY_DEFAULT_TTL",
+    "audit.key": "MCPSEC_AUDIT_KEY",
+    "audit.key_file": "MCPSEC_AUDIT_KEY_FILE",
+    "audit.max_events": "MCPSEC_AUDIT_MAX_EVENTS",
+    "audit.max_age": "MCPSEC_AUDIT_MAX_AGE",
+    "audit.sink": "MCPSEC_AUDIT_SINK",
+    "audit.required": "MCPSEC_AUDIT_REQUIRED",
     "rate.fail_open": "MCPSEC_RATE_FAIL_OPEN",
     "rate.default_role": "MCPSEC_RATE_DEFAULT_ROLE",
 }
-SECRET_SETTINGS = frozenset({"tokens.secret"})
-FILE_ONLY_FORBIDDEN = frozenset({"tokens.secret"})  # a secret value never lives in the config file
+SECRET_SETTINGS = frozenset({"tokens.secret", "audit.key"})
+FILE_ONLY_FORBIDDEN = frozenset(
+    {"tokens.secret", "audit.key"}
+)  # a secret value never lives in the config file
 
 # What each setting does, for the man page's ENVIRONMENT section: one row per `ENV_VARS` row.
 # `{supported}`, `{data_file}` and `{min_secret}` are filled in by the reader (store URL
@@ -90,6 +98,17 @@ SETTING_HELP: dict[str, str] = {
     "client.",
     "keys.prefix": "The first part of every new API key (default `mcp`): 1-16 lowercase letters "
     "and digits, so that secret scanners can recognise the keys.",
+    "audit.key": "The audit key itself, at least {min_secret} bytes, that chains the audit log's "
+    "MACs. Never read from the config file; prefer a key file.",
+    "audit.key_file": "The file holding the audit key (mode 0600; default `audit.key` next to the "
+    "config file, created on first use). A relative path is relative to the config file.",
+    "audit.max_events": "How many audit events to keep; older ones are trimmed, approximately "
+    "(default 1000000).",
+    "audit.max_age": "How long to keep audit events, like `90d`, or `never` (default `never`).",
+    "audit.sink": "A file to which every audit event is also appended as a JSON line (0600), "
+    "for shipping to a SIEM. Unset: none.",
+    "audit.required": "`true` (the default): a change that cannot be audited is not made (exit "
+    "5). `false`: it is made, and the failure is reported.",
     "rate.fail_open": "What a rate-limit decision says when the store cannot be reached: "
     "`true` (the default) allows the request and says so, `false` refuses it.",
     "rate.default_role": "The role whose `[rate.roles.*]` limit applies to a principal none of "
@@ -121,6 +140,16 @@ class TokenSettings:
 
 
 @dataclass(frozen=True)
+class AuditSettings:
+    key_file: Path
+    key: Secret | None = field(default=None, repr=False)
+    max_events: int | None = 1_000_000
+    max_age: float | None = None
+    sink: Path | None = None
+    required: bool = True
+
+
+@dataclass(frozen=True)
 class KeySettings:
     prefix: str = "mcp"
     default_ttl: float | None = 90 * 86400.0  # None: keys never expire unless told
@@ -136,6 +165,7 @@ class Settings:
     roles: RoleTable = DEFAULT_ROLES
     sources: Mapping[str, str] = field(default_factory=dict)
     rate: RatePolicy = field(default_factory=RatePolicy)
+    audit: AuditSettings = field(default_factory=lambda: AuditSettings(Path("audit.key")))
 
     def source_of(self, name: str) -> str:
         return self.sources.get(name, "default")
@@ -251,6 +281,8 @@ def _flatten(document: Mapping[str, Any], path: Path) -> dict[str, Any]:
 def _build(path: Path, found: bool, merged: dict[str, Any], sources: dict[str, str]) -> Settings:
     def text(name: str) -> str:
         value = merged[name]
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # a count written as a TOML integer
         if not isinstance(value, str) or not value.strip():
             raise ConfigError(f"{name} from {sources[name]} must be a non-empty string")
         return value.strip()
@@ -316,7 +348,29 @@ def _build(path: Path, found: bool, merged: dict[str, Any], sources: dict[str, s
         default_role=optional("rate.default_role"),
         source=f"config file {path}",
     )
-    return Settings(path, found, store, tokens, keys, roles, sources, rate)
+    audit_key = optional("audit.key")
+    sink = optional("audit.sink")
+    key_file = optional("audit.key_file")
+    audit = AuditSettings(
+        key_file=_relative_to(path, key_file) if key_file else path.parent / "audit.key",
+        key=Secret(audit_key.encode(), "env MCPSEC_AUDIT_KEY") if audit_key else None,
+        max_events=checked("audit.max_events", _count, AuditSettings.max_events),
+        max_age=checked("audit.max_age", lambda v: parse_lifetime(v, field="audit.max_age"), None),
+        sink=_relative_to(path, sink) if sink else None,
+        required=_boolean(merged["audit.required"], "audit.required", sources)
+        if "audit.required" in merged
+        else True,
+    )
+    return Settings(path, found, store, tokens, keys, roles, sources, rate, audit)
+
+
+def _count(value: str) -> int | None:
+    """A positive whole number of events, or `never` for no limit."""
+    if value.strip().lower() == "never":
+        return None
+    if not value.strip().isdigit() or int(value) < 1:
+        raise InvalidInputError(f"{value!r} is not a number of events (or never)")
+    return int(value)
 
 
 def _boolean(value: Any, name: str, sources: Mapping[str, str]) -> bool:
@@ -404,6 +458,14 @@ def redacted(settings: Settings) -> dict[str, Any]:
             "default_ttl": settings.keys.default_ttl,
         },
         "roles": sorted(settings.roles.roles),
+        "audit": {
+            "key": f"<set by {settings.audit.key.source}>" if settings.audit.key else None,
+            "key_file": str(settings.audit.key_file),
+            "max_events": settings.audit.max_events,
+            "max_age": settings.audit.max_age,
+            "sink": str(settings.audit.sink) if settings.audit.sink else None,
+            "required": settings.audit.required,
+        },
         "rate": {
             "fail_open": settings.rate.fail_open,
             "default_role": settings.rate.default_role,

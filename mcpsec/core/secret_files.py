@@ -129,7 +129,13 @@ def write_private_file(path: Path, content: bytes, *, overwrite: bool = False) -
             f.write(content)
             f.flush()
             os.fsync(f.fileno())
-        Path(tmp).replace(path)
+        if overwrite:
+            Path(tmp).replace(path)
+        else:
+            # link() never replaces: of two processes creating the same secret at once,
+            # exactly one wins and the other gets FileExistsError (and uses the winner's).
+            os.link(tmp, path)
+            Path(tmp).unlink()
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -1,0 +1,448 @@
+"""The audit log: one event per decision and change, chained with a keyed MAC.
+
+    log = AuditLog(store, key, actor="alice")
+    log.change("key.revoked", key_id="4fJq8Lw2Xc9a", reason="leaked")
+    log.verify()                    # Verification(total=…, valid=…, problem=None)
+
+Each event is stored with its sequence number, the MAC of the event before it (`prev`) and
+its own MAC (`mac`): HMAC-SHA256 under the audit key over the canonical JSON of everything
+else. Changing a field breaks its MAC; deleting, reordering or inserting one breaks the
+sequence or the `prev` link; forging one needs the key. An event goes in only right after
+the one it names (`Store.log_append_after`), so many writers at once keep one chain.
+
+Events never carry a secret: an API key or token that cannot be named by its key id or
+`jti` (a malformed one) is recorded as a keyed HMAC (`credential`), which `mcpsec audit hash`
+computes for an operator searching for it, and which cannot be matched offline.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import hmac
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+from mcpsec.core.clock import Clock, SystemClock, to_datetime
+from mcpsec.core.errors import InvalidInputError, MCPSecError, SecretError, StoreError
+from mcpsec.core.secret_files import (
+    MIN_SECRET_BYTES,
+    Secret,
+    check_strength,
+    new_secret_value,
+    read_secret_file,
+    write_private_file,
+)
+from mcpsec.store import LogEntry, Store
+
+STREAM: Final = "audit"
+VERSION: Final = 1
+CHAIN_FIELDS: Final = ("v", "seq", "time", "prev", "mac")
+EVENT_FIELDS: Final = (
+    "type",
+    "outcome",
+    "actor",
+    "subject",
+    "key_id",
+    "jti",
+    "reason",
+    "client",
+    "tool",
+    "request_id",
+    "credential",
+    "details",
+)
+_APPEND_DEADLINE: Final = 10.0  # seconds of chain contention before an append gives up
+_PAGE: Final = 1000
+
+
+class Outcome(StrEnum):
+    ALLOWED = "allowed"  # a verdict that let something through, or a change that was made
+    DENIED = "denied"  # a negative verdict: invalid, revoked, denied, rate limited
+    ERROR = "error"  # a change that was attempted and failed
+
+
+class Audit(Protocol):
+    """What the core services need from the audit log.
+
+    `change` records a change about to be made and raises StoreError if it cannot (when the
+    log is required), so that no change goes unrecorded; `verdict` records a decision and
+    never raises (a failure is kept in `failures`, for the caller to report).
+    """
+
+    def change(self, type: str, outcome: Outcome = ..., **fields: Any) -> None: ...
+
+    def verdict(self, type: str, outcome: Outcome, **fields: Any) -> None: ...
+
+    def credential(self, value: str) -> str: ...
+
+
+class NoAudit:
+    """For library users who keep no audit log: every event is dropped."""
+
+    def change(self, type: str, outcome: Outcome = Outcome.ALLOWED, **fields: Any) -> None:
+        return None
+
+    def verdict(self, type: str, outcome: Outcome, **fields: Any) -> None:
+        return None
+
+    def credential(self, value: str) -> str:
+        return ""
+
+
+@contextmanager
+def audited(audit: Audit, type: str, **fields: Any) -> Iterator[None]:
+    """Record a change before making it; if making it then fails, record that too.
+
+    An event that cannot be recorded stops the change (StoreError): the log never misses
+    a change that happened. A change that fails after its event gets an `error` event.
+    """
+    audit.change(type, Outcome.ALLOWED, **fields)
+    try:
+        yield
+    except MCPSecError as e:
+        audit.verdict(type, Outcome.ERROR, **{**fields, "reason": e.message[:300]})
+        raise
+
+
+NO_AUDIT: Final = NoAudit()
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One event as stored and shown: the chain fields and what happened."""
+
+    id: str
+    seq: int
+    time: datetime
+    type: str = field(metadata={"essential": True})
+    outcome: str
+    actor: str | None = None
+    subject: str | None = None
+    key_id: str | None = None
+    jti: str | None = None
+    reason: str | None = None
+    client: str | None = None
+    tool: str | None = None
+    request_id: str | None = None
+    credential: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, entry: LogEntry) -> AuditEvent:
+        f = entry.fields
+
+        def text(name: str) -> str | None:
+            value = f.get(name)
+            return str(value) if value is not None else None
+
+        details = f.get("details")
+        return cls(
+            entry.id,
+            f["seq"] if isinstance(f.get("seq"), int) else 0,
+            to_datetime(float(f.get("time") or entry.time)),
+            str(f.get("type") or "?"),
+            str(f.get("outcome") or "?"),
+            text("actor"),
+            text("subject"),
+            text("key_id"),
+            text("jti"),
+            text("reason"),
+            text("client"),
+            text("tool"),
+            text("request_id"),
+            text("credential"),
+            dict(details) if isinstance(details, dict) else {},
+        )
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    types: tuple[str, ...] = ()
+    subject: str | None = None
+    outcome: Outcome | None = None
+    since: float | None = None
+    until: float | None = None
+
+    def matches(self, event: AuditEvent) -> bool:
+        at = event.time.timestamp()
+        return (
+            (not self.types or event.type in self.types)
+            and (self.subject is None or event.subject == self.subject)
+            and (self.outcome is None or event.outcome == self.outcome.value)
+            and (self.since is None or at >= self.since)
+            and (self.until is None or at <= self.until)
+        )
+
+
+@dataclass(frozen=True)
+class Verification:
+    total: int  # events examined
+    valid: int = field(metadata={"essential": True})
+    trimmed: int  # events before the first one kept, removed by retention (not tampering)
+    problem: str | None  # the first break in the chain, in words
+    event_id: str | None  # where it is
+
+    @property
+    def intact(self) -> bool:
+        return self.problem is None
+
+
+class AuditLog:
+    """The audit log on a Store, chained with `key`; safe to share between threads."""
+
+    def __init__(
+        self,
+        store: Store | Callable[[], Store],
+        key: Secret | bytes,
+        *,
+        actor: str | None = None,
+        stream: str = STREAM,
+        max_events: int | None = None,
+        max_age: float | None = None,
+        sink: Path | None = None,
+        required: bool = True,
+        clock: Clock | None = None,
+    ) -> None:
+        secret = key if isinstance(key, Secret) else Secret(key, "the audit key")
+        check_strength(secret)
+        self._store = store
+        self._opened: Store | None = None
+        self._key = secret.reveal()
+        self.actor = actor or os_user()
+        self.stream = stream
+        self.max_events = max_events
+        self.max_age = max_age
+        self.sink = sink
+        self.required = required
+        self.clock = clock or SystemClock()
+        self.failures: list[str] = []  # appends that failed while `required` is False
+        self._last: tuple[str | None, int, str] | None = None  # (id, seq, mac) of our tail
+
+    @property
+    def store(self) -> Store:
+        if self._opened is None:
+            self._opened = self._store() if callable(self._store) else self._store
+        return self._opened
+
+    # -- write -----------------------------------------------------------------------------
+
+    def change(self, type: str, outcome: Outcome = Outcome.ALLOWED, **fields: Any) -> None:
+        """Record a change. If it cannot be stored: raise StoreError when the log is
+        required (the caller must then not make the change), else remember the failure."""
+        try:
+            self.record(type, outcome, **fields)
+        except MCPSecError as e:
+            if self.required:
+                raise StoreError(f"the audit log could not record {type}: {e.message}") from e
+            self.failures.append(f"{type}: {e.message}")
+
+    def verdict(self, type: str, outcome: Outcome, **fields: Any) -> None:
+        """Record a decision; never raises: a failure is kept in `failures` to report."""
+        try:
+            self.record(type, outcome, **fields)
+        except MCPSecError as e:
+            self.failures.append(f"{type}: {e.message}")
+
+    def record(self, type: str, outcome: Outcome, **fields: Any) -> AuditEvent:
+        event = _event_fields(type, outcome, {"actor": self.actor, **fields})
+        deadline = time.monotonic() + _APPEND_DEADLINE
+        while True:
+            after, seq, prev = self._tail()
+            body = {"v": VERSION, "seq": seq + 1, "time": self.clock.now(), **event, "prev": prev}
+            body["mac"] = self._mac(body)
+            result = self.store.log_append_after(
+                self.stream, body, after=after, maxlen=self.max_events, max_age=self.max_age
+            )
+            if result.appended is not None:
+                self._last = (result.appended.id, seq + 1, body["mac"])
+                self._to_sink(body, result.appended.id)
+                return AuditEvent.of(result.appended)
+            self._last = _link(result.last)
+            if time.monotonic() > deadline:
+                raise StoreError("the audit log is too busy to append to; try again")
+
+    def credential(self, value: str) -> str:
+        """The keyed HMAC that names a credential in events without revealing it."""
+        digest = hmac.new(self._key, b"credential\x00" + value.encode(), hashlib.sha256)
+        return digest.hexdigest()[:32]
+
+    # -- read ------------------------------------------------------------------------------
+
+    def events(
+        self, where: EventFilter | None = None, *, after: str | None = None
+    ) -> Iterator[AuditEvent]:
+        """Every event (matching `where`), oldest first, a page at a time."""
+        chosen = where or EventFilter()
+        position = after
+        while True:
+            page = self.store.log_read(self.stream, after=position, limit=_PAGE)
+            for entry in page:
+                event = AuditEvent.of(entry)
+                if chosen.matches(event):
+                    yield event
+            if len(page) < _PAGE:
+                return
+            position = page[-1].id
+
+    def last(self, count: int, where: EventFilter | None = None) -> list[AuditEvent]:
+        """The newest `count` matching events, oldest first. Without a filter, one read;
+        with one, the log is walked (an audit log is read far less than it is written)."""
+        if where is None or where == EventFilter():
+            return [AuditEvent.of(e) for e in self.store.log_tail(self.stream, count)]
+        found: list[AuditEvent] = []
+        for event in self.events(where):
+            found.append(event)
+            if len(found) > count:
+                found.pop(0)
+        return found
+
+    def follow(
+        self, where: EventFilter | None = None, *, after: str | None = None, poll: float = 0.25
+    ) -> Iterator[AuditEvent]:
+        """New events as they are appended, for ever (the caller stops iterating)."""
+        chosen = where or EventFilter()
+        position = after
+        if position is None:
+            tail = self.store.log_tail(self.stream, 1)
+            position = tail[-1].id if tail else None
+        while True:
+            page = self.store.log_read(self.stream, after=position, limit=_PAGE, block=poll)
+            for entry in page:
+                position = entry.id
+                event = AuditEvent.of(entry)
+                if chosen.matches(event):
+                    yield event
+
+    # -- check -----------------------------------------------------------------------------
+
+    def verify(self, since: float | None = None) -> Verification:
+        """Walk the chain: every MAC, every `prev` link, every sequence number in order."""
+        total = valid = trimmed = 0
+        previous: tuple[int, str] | None = None
+        position: str | None = None
+        while True:
+            page = self.store.log_read(self.stream, after=position, limit=_PAGE)
+            for entry in page:
+                body = entry.fields
+                problem = self._check(body, previous)
+                counted = since is None or float(body.get("time") or 0) >= since
+                if previous is None and problem is None:
+                    trimmed = int(body["seq"]) - 1
+                if counted:
+                    total += 1
+                if problem is not None:
+                    return Verification(total, valid, trimmed, problem, entry.id)
+                if counted:
+                    valid += 1
+                previous = (int(body["seq"]), str(body["mac"]))
+            if len(page) < _PAGE:
+                return Verification(total, valid, trimmed, None, None)
+            position = page[-1].id
+
+    def _check(self, body: Mapping[str, Any], previous: tuple[int, str] | None) -> str | None:
+        if not isinstance(body.get("mac"), str) or not isinstance(body.get("seq"), int):
+            return "an event without the chain's fields: inserted or damaged"
+        if not hmac.compare_digest(body["mac"], self._mac(body)):
+            return "its MAC does not match: the event was edited, or forged without the key"
+        if previous is None:
+            return None  # the oldest kept: earlier ones, if any, were trimmed by retention
+        seq, mac = previous
+        if body["seq"] == seq + 1 and body.get("prev") == mac:
+            return None
+        if body["seq"] > seq + 1:
+            return f"{body['seq'] - seq - 1} event(s) before it are missing: deleted"
+        return "it does not follow the event before it: reordered or inserted"
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _tail(self) -> tuple[str | None, int, str]:
+        if self._last is None:
+            tail = self.store.log_tail(self.stream, 1)
+            self._last = _link(tail[-1] if tail else None)
+        return self._last
+
+    def _mac(self, body: Mapping[str, Any]) -> str:
+        signed = {k: v for k, v in body.items() if k != "mac"}
+        return hmac.new(self._key, canonical(signed), hashlib.sha256).hexdigest()
+
+    def _to_sink(self, body: Mapping[str, Any], entry_id: str) -> None:
+        """Also one JSON line in the sink file (0600), for shipping to a SIEM."""
+        if self.sink is None:
+            return
+        line = json.dumps({"id": entry_id, **body}, separators=(",", ":")) + "\n"
+        try:
+            fd = os.open(self.sink, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, line.encode())
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise StoreError(f"cannot append to the audit sink {self.sink}: {e.strerror}") from e
+
+
+def canonical(document: Mapping[str, Any]) -> bytes:
+    """One spelling per document: sorted keys, no spaces, UTF-8."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid:{os.getuid()}"
+
+
+def load_audit_key(secret: Secret | None, key_file: Path) -> Secret:
+    """The audit key: given (env), or the key file, created (0600) on first use so that
+    every command can be audited from the start; never replaced once it exists."""
+    if secret is not None:
+        check_strength(secret)
+        return secret
+    if not key_file.exists():
+        try:
+            write_private_file(key_file, (new_secret_value() + "\n").encode())
+        except FileExistsError:
+            pass  # another process made it first: use theirs
+        except OSError as e:
+            raise SecretError(f"cannot create the audit key {key_file}: {e.strerror}") from e
+    found = read_secret_file(key_file)
+    check_strength(found, MIN_SECRET_BYTES)
+    return found
+
+
+def parse_outcome(text: str) -> Outcome:
+    try:
+        return Outcome(text.lower())
+    except ValueError:
+        raise InvalidInputError(
+            f"unknown outcome {text!r}; use allowed, denied or error", field="outcome"
+        ) from None
+
+
+def _event_fields(type: str, outcome: Outcome, fields: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(fields) - set(EVENT_FIELDS))
+    if unknown:
+        raise InvalidInputError(f"audit events have no field {unknown[0]!r}")
+    event = {"type": type, "outcome": Outcome(outcome).value}
+    event.update({k: v for k, v in fields.items() if v is not None and v != {}})
+    return event
+
+
+def _link(entry: LogEntry | None) -> tuple[str | None, int, str]:
+    """(id, seq, mac) of the entry a new event must follow; of nothing for an empty log."""
+    if entry is None:
+        return None, 0, ""
+    seq, mac = entry.fields.get("seq"), entry.fields.get("mac")
+    if not isinstance(seq, int) or not isinstance(mac, str):
+        # Not one of ours (or damaged): chain on from it anyway; verify will name it.
+        return entry.id, 0, ""
+    return entry.id, seq, mac
