@@ -10,9 +10,45 @@ _mcpsec_spec() {
     _mcpsec_subs='' _mcpsec_opts='' _mcpsec_valued='' _mcpsec_argwords='' _mcpsec_argfiles=0
     case "$1" in
         'mcpsec')
-            _mcpsec_subs='authz config doctor jwks keys pkce rate roles signing-key token'
+            _mcpsec_subs='audit authz config doctor jwks keys pkce rate roles signing-key token'
             _mcpsec_opts='--config --help --json --no-color --quiet --store --verbose --version -h -q -v'
             _mcpsec_valued='--config --store'
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec audit')
+            _mcpsec_subs='export hash report tail verify'
+            _mcpsec_opts='--help -h'
+            _mcpsec_valued=''
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec audit export')
+            _mcpsec_subs=''
+            _mcpsec_opts='--format --help --output --since --until -h -o'
+            _mcpsec_valued='--format --output --since --until -o'
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec audit hash')
+            _mcpsec_subs=''
+            _mcpsec_opts='--help -h'
+            _mcpsec_valued=''
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec audit report')
+            _mcpsec_subs=''
+            _mcpsec_opts='--help --json --quiet --since -h -q'
+            _mcpsec_valued='--since'
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec audit tail')
+            _mcpsec_subs=''
+            _mcpsec_opts='--follow --help --json --lines --outcome --since --subject --type --until -f -h -n -t'
+            _mcpsec_valued='--lines --outcome --since --subject --type --until -n -t'
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec audit verify')
+            _mcpsec_subs=''
+            _mcpsec_opts='--help --json --quiet --since -h -q'
+            _mcpsec_valued='--since'
             _mcpsec_argwords='' _mcpsec_argfiles=0
             ;;
         'mcpsec authz')
@@ -294,6 +330,8 @@ _mcpsec_option_values() {
     _mcpsec_kind='' _mcpsec_values=''
     case "$1 $2" in
         'mcpsec --config') _mcpsec_kind=files ;;
+        'mcpsec audit export -o') _mcpsec_kind=files ;;
+        'mcpsec audit export --output') _mcpsec_kind=files ;;
         'mcpsec authz check -f') _mcpsec_kind=files ;;
         'mcpsec authz check --file') _mcpsec_kind=files ;;
         'mcpsec pkce generate --method') _mcpsec_kind=words _mcpsec_values='S256 plain' ;;

@@ -6,7 +6,9 @@
 function __mcpsec_subcommands --argument-names path
     switch $path
         case 'mcpsec'
-            printf '%s\n' authz config doctor jwks keys pkce rate roles signing-key token
+            printf '%s\n' audit authz config doctor jwks keys pkce rate roles signing-key token
+        case 'mcpsec audit'
+            printf '%s\n' export hash report tail verify
         case 'mcpsec authz'
             printf '%s\n' check
         case 'mcpsec config'
@@ -33,6 +35,14 @@ function __mcpsec_valued --argument-names path
     switch $path
         case 'mcpsec'
             printf '%s\n' --config --store
+        case 'mcpsec audit export'
+            printf '%s\n' --format --output --since --until -o
+        case 'mcpsec audit report'
+            printf '%s\n' --since
+        case 'mcpsec audit tail'
+            printf '%s\n' --lines --outcome --since --subject --type --until -n -t
+        case 'mcpsec audit verify'
+            printf '%s\n' --since
         case 'mcpsec authz check'
             printf '%s\n' --audience --file --key --permission --token -f -p
         case 'mcpsec keys create'
@@ -109,6 +119,7 @@ end
 complete -c mcpsec -f
 
 # mcpsec
+complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a audit -d 'Read, follow, verify and report on the tamper-evident audit log.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a authz -d 'Check what a token or API key may do.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a config -d 'Write, show and locate the configuration.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a doctor -d 'Check that config, secrets, store and clock are ready; one line per check.'
@@ -127,6 +138,47 @@ complete -c mcpsec -n '__mcpsec_at "mcpsec"' -l no-color -d 'No colours or table
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -s v -l verbose -d 'More detail on errors, including tracebacks.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -l version -d 'Print the version and exit.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec audit
+complete -c mcpsec -n '__mcpsec_at "mcpsec audit"' -a export -d 'Events of a window as JSON lines or CSV, to stdout or a file.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec audit"' -a hash -d 'The keyed HMAC under which events name a credential they could not name otherwise (a malformed key or token): search for it with `audit tail --json | grep`.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec audit"' -a report -d 'Counts by type and outcome, failed authentications, permission denials, rate-limit hits, top offenders, and flags for bursts of failures or a key used from many places.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec audit"' -a tail -d 'The newest events, newest last; with -f, keep following as they come.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec audit"' -a verify -d 'Walk the chain and check every event\'s MAC and its link to the one before: exit 0 if intact, 1 naming the first event that was edited, reordered, inserted or deleted.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec audit"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec audit export
+complete -c mcpsec -n '__mcpsec_at "mcpsec audit export"' -l since -x -d 'From when.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec audit export"' -l until -x -d 'Up to this long ago, or time.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec audit export"' -l format -x -d 'Output format.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec audit export"' -s o -l output -r -F -d 'Write here (0600).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec audit export"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec audit hash
+complete -c mcpsec -n '__mcpsec_at "mcpsec audit hash"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec audit report
+complete -c mcpsec -n '__mcpsec_at "mcpsec audit report"' -l since -x -d 'The window (default 24h).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec audit report"' -l json -d 'Print one JSON document on stdout (for scripts).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec audit report"' -s q -l quiet -d 'Print only the essential value, nothing else.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec audit report"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec audit tail
+complete -c mcpsec -n '__mcpsec_at "mcpsec audit tail"' -s n -l lines -x -d 'How many.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec audit tail"' -s f -l follow -d 'Keep printing new events; Ctrl-C ends.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec audit tail"' -s t -l type -x -d 'Only this type, like key.revoked.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec audit tail"' -l subject -x -d 'Only this subject.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec audit tail"' -l outcome -x -d 'Only these.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec audit tail"' -l since -x -d 'From this long ago, or this time (UTC).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec audit tail"' -l until -x -d 'Up to this long ago, or time.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec audit tail"' -l json -d 'One JSON object per line.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec audit tail"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec audit verify
+complete -c mcpsec -n '__mcpsec_at "mcpsec audit verify"' -l since -x -d 'From this long ago, or this time (UTC).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec audit verify"' -l json -d 'Print one JSON document on stdout (for scripts).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec audit verify"' -s q -l quiet -d 'Print only the essential value, nothing else.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec audit verify"' -s h -l help -d 'Show this message and exit.'
 
 # mcpsec authz
 complete -c mcpsec -n '__mcpsec_at "mcpsec authz"' -a check -d 'Exit 0 if the credential is valid and grants PERMISSION, 1 if not (with the reason). An API key checked here counts one use.'

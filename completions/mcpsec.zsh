@@ -24,6 +24,7 @@ _mcpsec() {
     command)
       local -a commands
       commands=(
+        'audit:Read, follow, verify and report on the tamper-evident audit log.'
         'authz:Check what a token or API key may do.'
         'config:Write, show and locate the configuration.'
         'doctor:Check that config, secrets, store and clock are ready; one line per check.'
@@ -40,6 +41,7 @@ _mcpsec() {
     argument)
       curcontext="${curcontext%:*:*}:mcpsec-$words[1]:"
       case $words[1] in
+        audit) _mcpsec_audit && ret=0 ;;
         authz) _mcpsec_authz && ret=0 ;;
         config) _mcpsec_config && ret=0 ;;
         doctor) _mcpsec_doctor && ret=0 ;;
@@ -54,6 +56,95 @@ _mcpsec() {
       ;;
   esac
   return ret
+}
+
+_mcpsec_audit() {
+  local curcontext="$curcontext" state state_descr line ret=1
+  typeset -A opt_args
+  _arguments -C -s \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]' \
+    '1: :->command' \
+    '*:: :->argument' && ret=0
+  case $state in
+    command)
+      local -a commands
+      commands=(
+        'export:Events of a window as JSON lines or CSV, to stdout or a file.'
+        'hash:The keyed HMAC under which events name a credential they could not name otherwise (a malformed key or token): search for it with `audit tail --json | grep`.'
+        'report:Counts by type and outcome, failed authentications, permission denials, rate-limit hits, top offenders, and flags for bursts of failures or a key used from many places.'
+        'tail:The newest events, newest last; with -f, keep following as they come.'
+        'verify:Walk the chain and check every event'\''s MAC and its link to the one before: exit 0 if intact, 1 naming the first event that was edited, reordered, inserted or deleted.'
+      )
+      _describe -t commands 'mcpsec audit command' commands && ret=0
+      ;;
+    argument)
+      curcontext="${curcontext%:*:*}:mcpsec-audit-$words[1]:"
+      case $words[1] in
+        export) _mcpsec_audit_export && ret=0 ;;
+        hash) _mcpsec_audit_hash && ret=0 ;;
+        report) _mcpsec_audit_report && ret=0 ;;
+        tail) _mcpsec_audit_tail && ret=0 ;;
+        verify) _mcpsec_audit_verify && ret=0 ;;
+      esac
+      ;;
+  esac
+  return ret
+}
+
+_mcpsec_audit_export() {
+  _arguments -s \
+    '--since=[From when.]:1h|ISO: ' \
+    '--until=[Up to this long ago, or time.]:1h|ISO: ' \
+    '--format=[Output format.]:jsonl|csv: ' \
+    '(-o --output)-o+[Write here (0600).]:FILE:_files' \
+    '(-o --output)--output=[Write here (0600).]:FILE:_files' \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]'
+}
+
+_mcpsec_audit_hash() {
+  _arguments -s \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]' \
+    '1::VALUE|-: '
+}
+
+_mcpsec_audit_report() {
+  _arguments -s \
+    '--since=[The window (default 24h).]:1h|ISO: ' \
+    '--json[Print one JSON document on stdout (for scripts).]' \
+    '(-q --quiet)-q[Print only the essential value, nothing else.]' \
+    '(-q --quiet)--quiet[Print only the essential value, nothing else.]' \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]'
+}
+
+_mcpsec_audit_tail() {
+  _arguments -s \
+    '(-n --lines)-n+[How many.]:N: ' \
+    '(-n --lines)--lines=[How many.]:N: ' \
+    '(-f --follow)-f[Keep printing new events; Ctrl-C ends.]' \
+    '(-f --follow)--follow[Keep printing new events; Ctrl-C ends.]' \
+    '(-t --type)-t+[Only this type, like key.revoked.]:TYPE: ' \
+    '(-t --type)--type=[Only this type, like key.revoked.]:TYPE: ' \
+    '--subject=[Only this subject.]:S: ' \
+    '--outcome=[Only these.]:allowed|denied|error: ' \
+    '--since=[From this long ago, or this time (UTC).]:1h|ISO: ' \
+    '--until=[Up to this long ago, or time.]:1h|ISO: ' \
+    '--json[One JSON object per line.]' \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]'
+}
+
+_mcpsec_audit_verify() {
+  _arguments -s \
+    '--since=[From this long ago, or this time (UTC).]:1h|ISO: ' \
+    '--json[Print one JSON document on stdout (for scripts).]' \
+    '(-q --quiet)-q[Print only the essential value, nothing else.]' \
+    '(-q --quiet)--quiet[Print only the essential value, nothing else.]' \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]'
 }
 
 _mcpsec_authz() {

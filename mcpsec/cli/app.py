@@ -35,6 +35,7 @@ class RootGroup(MCPSecGroup):
         "token": "mcpsec.cli.token:app",
         "authz": "mcpsec.cli.authz:app",
         "rate": "mcpsec.cli.rate:app",
+        "audit": "mcpsec.cli.audit:app",
     }
 
 

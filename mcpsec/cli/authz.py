@@ -71,6 +71,7 @@ def check(
         api_keys=state.api_keys,
         kind=kind,
         audience=audience,
+        audit=state.audit_log(),
     )
     out.result(
         decision,

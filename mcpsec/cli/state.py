@@ -18,6 +18,7 @@ from mcpsec.cli.output import Mode, Output
 
 if TYPE_CHECKING:  # imported when first used: `pkce generate` never loads config or store code
     from mcpsec.core.api_keys import ApiKeys
+    from mcpsec.core.audit import AuditLog
     from mcpsec.core.config import Settings
     from mcpsec.core.ratelimit import RateLimiter
     from mcpsec.core.signing_keys import Keyring
@@ -36,6 +37,7 @@ class CliState:
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     _settings: Settings | None = None
     _store: Store | None = None
+    _audit: AuditLog | None = None
 
     @property
     def flags(self) -> dict[str, str]:
@@ -69,17 +71,34 @@ class CliState:
             prefix=keys.prefix,
             default_ttl=keys.default_ttl,
             roles=self.settings().roles,
+            audit=self.audit_log(),
         )
+
+    def audit_log(self) -> AuditLog:
+        """The audit log every command records its changes and verdicts in, as this OS user."""
+        if self._audit is None:
+            from mcpsec.core.audit import AuditLog, load_audit_key
+
+            audit = self.settings().audit
+            self._audit = AuditLog(
+                self.store,
+                load_audit_key(audit.key, audit.key_file),
+                max_events=audit.max_events,
+                max_age=audit.max_age,
+                sink=audit.sink,
+                required=audit.required,
+            )
+        return self._audit
 
     def tokens(self) -> Tokens:
         from mcpsec.core.tokens import Tokens
 
-        return Tokens.from_settings(self.settings(), self.store)
+        return Tokens.from_settings(self.settings(), self.store, audit=self.audit_log())
 
     def rate_limiter(self) -> RateLimiter:
         from mcpsec.core.ratelimit import RateLimiter
 
-        return RateLimiter(self.store, self.settings().rate)
+        return RateLimiter(self.store, self.settings().rate, audit=self.audit_log())
 
     def keyring(self) -> Keyring:
         from mcpsec.core.signing_keys import Keyring
@@ -89,6 +108,10 @@ class CliState:
         return Keyring(folder)
 
     def close(self) -> None:
+        """Report audit events that could not be recorded (never silently), then close."""
+        if self._audit is not None:
+            for failure in self._audit.failures:
+                self.output().warn(f"the audit log could not record {failure}")
         if self._store is not None:
             self._store.close()
             self._store = None

@@ -21,6 +21,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from mcpsec.core.async_bridge import in_thread
+from mcpsec.core.audit import NO_AUDIT, Audit, Outcome, audited
 from mcpsec.core.clock import to_datetime
 from mcpsec.core.durations import MAX_SECONDS, check_lifetime
 from mcpsec.core.errors import InvalidInputError, MCPSecError, NotFoundError, StoreError
@@ -152,9 +153,12 @@ class ApiKeys:
         prefix: str = DEFAULT_PREFIX,
         default_ttl: float | None = DEFAULT_TTL,
         roles: RoleTable = DEFAULT_ROLES,
+        audit: Audit = NO_AUDIT,
     ) -> None:
-        """`store` may be a function that opens it: then a malformed key never opens a store."""
+        """`store` may be a function that opens it: then a malformed key never opens a store
+        (unless `audit` records the verdict in it)."""
         self._store = store
+        self.audit = audit
         self._opened: Store | None = None
         self._effective_cache: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[str, ...]] = {}
         self.prefix = check_prefix(prefix)
@@ -194,6 +198,12 @@ class ApiKeys:
             )
             if self.store.get(KEY_KIND, key.key_id) is not None:
                 continue  # taken: never index someone else's key under this owner
+            self.audit.change(  # before anything is written: no key without its event
+                "key.created",
+                subject=draft.owner,
+                key_id=key.key_id,
+                details={"name": key.name, "roles": list(key.roles), "rotated_from": rotated_from},
+            )
             if draft.owner:  # the owner index first: `revoke --owner` must never miss a key
                 self.store.put(OWNER_KIND, f"{draft.owner}:{key.key_id}", {})
             if self.store.put(
@@ -211,10 +221,27 @@ class ApiKeys:
         try:
             parts = parse_key(api_key)
         except MalformedKeyError:
-            return Verdict(False, Reason.MALFORMED, None)
+            malformed = Verdict(False, Reason.MALFORMED, None)
+            self._audit_verdict(malformed, permission, presented=api_key)
+            return malformed
         accepted = self.roles.accepting(permission) if permission else ()
         touch = self.store.touch_key(parts.key_id, secret_hash(parts.secret), accepted)
-        return self._verdict(parts.key_id, touch)
+        verdict = self._verdict(parts.key_id, touch)
+        self._audit_verdict(verdict, permission)
+        return verdict
+
+    def _audit_verdict(
+        self, verdict: Verdict, permission: str | None, presented: str | None = None
+    ) -> None:
+        self.audit.verdict(
+            "key.verified",
+            Outcome.ALLOWED if verdict.valid else Outcome.DENIED,
+            subject=verdict.owner,
+            key_id=verdict.key_id,
+            reason=verdict.reason.value if verdict.reason else None,
+            credential=self.audit.credential(presented) if presented else None,
+            details={"permission": permission} if permission else {},
+        )
 
     # -- inspect ---------------------------------------------------------------------------
 
@@ -255,7 +282,10 @@ class ApiKeys:
 
     def revoke(self, key_id: str, *, reason: str | None = None) -> ApiKey:
         """Revoke now; revoking a revoked key changes nothing and is not an error."""
-        return self._revoke(check_key_id(key_id), reason)[1]
+        check_key_id(key_id)
+        check_reason(reason)
+        with audited(self.audit, "key.revoked", key_id=key_id, reason=reason):
+            return self._revoke(key_id, reason)[1]
 
     def revoke_owner(self, owner: str, *, reason: str | None = None) -> OwnerRevocation:
         """Revoke every active key of `owner`; says how many that was.
@@ -265,6 +295,10 @@ class ApiKeys:
         """
         check_owner(owner)
         check_reason(reason)
+        with audited(self.audit, "key.revoked", subject=owner, reason=reason):
+            return self._revoke_owner(owner, reason)
+
+    def _revoke_owner(self, owner: str, reason: str | None) -> OwnerRevocation:
         revoked = 0
         for _ in range(_OWNER_PASSES):
             now = self.store.now()
@@ -288,6 +322,10 @@ class ApiKeys:
         if grace is not None:
             check_lifetime(grace, field="grace")
         check_key_id(key_id)
+        with audited(self.audit, "key.rotated", key_id=key_id, details={"grace": grace}):
+            return self._rotate(key_id, grace)
+
+    def _rotate(self, key_id: str, grace: float | None) -> Rotation:
         for pause in _backoff(_CAS_DEADLINE):
             current = self.store.get(KEY_KIND, key_id)
             if current is None:
@@ -362,6 +400,23 @@ class ApiKeys:
         removing = [check_permission(p) for p in remove_permissions]
         if not isinstance(ttl, Default):
             check_lifetime(ttl)
+        changed = {
+            "name": new_name,
+            "add_permissions": adding,
+            "remove_permissions": removing,
+            "ttl": None if isinstance(ttl, Default) else ttl,
+        }
+        with audited(self.audit, "key.updated", key_id=key_id, details=changed):
+            return self._update(key_id, new_name, adding, removing, ttl)
+
+    def _update(
+        self,
+        key_id: str,
+        new_name: str | None,
+        adding: Sequence[str],
+        removing: Sequence[str],
+        ttl: float | Default | None,
+    ) -> ApiKey:
         for pause in _backoff(_CAS_DEADLINE):
             current = self.store.get(KEY_KIND, key_id)
             if current is None:

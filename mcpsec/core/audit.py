@@ -419,6 +419,29 @@ def load_audit_key(secret: Secret | None, key_file: Path) -> Secret:
     return found
 
 
+def parse_moment(text: str, now: float) -> float:
+    """`1h` (that long ago) or an ISO 8601 time (UTC when it names no zone), as epoch seconds."""
+    from datetime import UTC
+
+    from mcpsec.core.durations import parse_duration
+
+    cleaned = text.strip()
+    try:
+        return now - parse_duration(cleaned, field="time")
+    except InvalidInputError:
+        pass  # not a duration: an ISO time, then
+    try:
+        moment = datetime.fromisoformat(cleaned.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInputError(
+            f"{text!r} is neither a duration (like 1h) nor an ISO time (like 2026-11-22T10:00)",
+            field="time",
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
 def parse_outcome(text: str) -> Outcome:
     try:
         return Outcome(text.lower())

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from mcpsec.core.audit import NO_AUDIT, Audit, Outcome
 from mcpsec.core.key_format import MalformedKeyError, parse_key
 from mcpsec.core.rbac import check_permission
 
@@ -53,6 +54,7 @@ def check_access(
     api_keys: Callable[[], ApiKeys],
     kind: CredentialKind | None = None,
     audience: str | None = None,
+    audit: Audit = NO_AUDIT,
 ) -> AccessDecision:
     """Allowed or not, and why; `kind` is told by the credential's shape unless given.
     A store that cannot answer raises StoreError: never "allowed" unchecked."""
@@ -62,8 +64,17 @@ def check_access(
         verdict = api_keys().verify(credential, permission=permission)
         principal = verdict.owner or verdict.key_id
         reason = verdict.reason.value if verdict.reason else None
-        return AccessDecision(verdict.valid, reason, chosen, principal, permission)
-    checked = tokens().verify(credential, audience=audience, permission=permission)
-    subject = checked.claims.get("sub") if checked.valid else None
-    reason = checked.reason.value if checked.reason else None
-    return AccessDecision(checked.valid, reason, chosen, subject, permission)
+        decision = AccessDecision(verdict.valid, reason, chosen, principal, permission)
+    else:
+        checked = tokens().verify(credential, audience=audience, permission=permission)
+        subject = checked.claims.get("sub") if checked.valid else None
+        reason = checked.reason.value if checked.reason else None
+        decision = AccessDecision(checked.valid, reason, chosen, subject, permission)
+    audit.verdict(
+        "authz.checked",
+        Outcome.ALLOWED if decision.allowed else Outcome.DENIED,
+        subject=decision.principal,
+        reason=decision.reason,
+        details={"permission": permission, "credential": chosen.value},
+    )
+    return decision

@@ -29,6 +29,7 @@ from mcpsec.store.interface import check_prefix
 CONFIG_ENV = "MCPSEC_CONFIG"
 MAX_STORE_TIMEOUT = 600.0
 MAX_LEEWAY = 300.0
+COUNT_SETTINGS = frozenset({"audit.max_events"})  # may be written as TOML integers
 
 # Every setting: its dotted name, the environment variable that sets it, and whether it is a
 # secret (redacted by `config show`). Later capabilities add their rows here.
@@ -281,7 +282,7 @@ def _flatten(document: Mapping[str, Any], path: Path) -> dict[str, Any]:
 def _build(path: Path, found: bool, merged: dict[str, Any], sources: dict[str, str]) -> Settings:
     def text(name: str) -> str:
         value = merged[name]
-        if isinstance(value, int) and not isinstance(value, bool):
+        if name in COUNT_SETTINGS and isinstance(value, int) and not isinstance(value, bool):
             value = str(value)  # a count written as a TOML integer
         if not isinstance(value, str) or not value.strip():
             raise ConfigError(f"{name} from {sources[name]} must be a non-empty string")

@@ -14,6 +14,7 @@ and says so (`store_unavailable`).
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import fnmatch
 import math
@@ -23,6 +24,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from mcpsec.core.async_bridge import in_thread
+from mcpsec.core.audit import NO_AUDIT, Audit, Outcome, audited
 from mcpsec.core.clock import to_datetime
 from mcpsec.core.durations import check_lifetime
 from mcpsec.core.errors import ConfigError, InvalidInputError, NotFoundError, StoreError
@@ -169,8 +171,12 @@ class RateLimiter:
     """The rate-limit rules over any Store."""
 
     def __init__(
-        self, store: Store | Callable[[], Store], policy: RatePolicy | None = None
+        self,
+        store: Store | Callable[[], Store],
+        policy: RatePolicy | None = None,
+        audit: Audit = NO_AUDIT,
     ) -> None:
+        self.audit = audit
         self._store = store
         self._opened: Store | None = None
         self.policy = policy or RatePolicy()
@@ -205,7 +211,19 @@ class RateLimiter:
             )
         except StoreError:
             return self._unavailable(requests, source)
-        return _decision(reply, requests, source)
+        decision = _decision(reply, requests, source)
+        if not decision.allowed:  # an allowed request is the server's own event to record
+            self._audit_limited(identity, decision, cost)
+        return decision
+
+    def _audit_limited(self, identity: str, decision: Decision, cost: float) -> None:
+        self.audit.verdict(
+            "rate.limited",
+            Outcome.DENIED,
+            subject=identity,
+            reason="no tokens left" if decision.retry_after is not None else "quota spent",
+            details={"limit": decision.limit, "cost": cost, "retry_after": decision.retry_after},
+        )
 
     def _requests(
         self,
@@ -323,12 +341,18 @@ class RateLimiter:
 
     def reset(self, identity: str) -> ResetResult:
         """Full again: every bucket of the identity is forgotten."""
-        return ResetResult(self.store.reset_buckets(check_identity(identity)))
+        check_identity(identity)
+        with audited(self.audit, "rate.reset", subject=identity):
+            return ResetResult(self.store.reset_buckets(identity))
 
     def reset_matching(self, match: str) -> ResetResult:
         """Reset every identity whose name matches the glob."""
         if not match:
             raise InvalidInputError("--match needs a pattern, like 'bot-*'", field="match")
+        with audited(self.audit, "rate.reset", details={"match": match}):
+            return self._reset_matching(match)
+
+    def _reset_matching(self, match: str) -> ResetResult:
         identities: set[str] = set()
         cursor: str | None = None
         while True:
@@ -342,6 +366,11 @@ class RateLimiter:
     def set_override(self, identity: str, limit: Limit, *, ttl: float | None = None) -> Override:
         check_identity(identity)
         check_lifetime(ttl)
+        details = {"capacity": limit.capacity, "refill": limit.refill_per_second, "ttl": ttl}
+        with audited(self.audit, "rate.override_set", subject=identity, details=details):
+            return self._set_override(identity, limit, ttl)
+
+    def _set_override(self, identity: str, limit: Limit, ttl: float | None) -> Override:
         self.store.put(
             OVERRIDE_KIND,
             identity,
@@ -355,8 +384,11 @@ class RateLimiter:
 
     def unset_override(self, identity: str) -> Override:
         found = self.get_override(identity)
-        if found is None or not self.store.delete(OVERRIDE_KIND, identity):
+        if found is None:
             raise NotFoundError(f"no rate override for {identity}")
+        with audited(self.audit, "rate.override_unset", subject=identity):
+            if not self.store.delete(OVERRIDE_KIND, identity):
+                raise NotFoundError(f"no rate override for {identity}")
         return found
 
     def get_override(self, identity: str) -> Override | None:
@@ -410,7 +442,10 @@ class AsyncRateLimiter:
             )
         except StoreError:
             return limiter._unavailable(requests, source)
-        return _decision(reply, requests, source)
+        decision = _decision(reply, requests, source)
+        if not decision.allowed:
+            await asyncio.to_thread(limiter._audit_limited, identity, decision, cost)
+        return decision
 
     async def aclose(self) -> None:
         await self.limiter.store.aclose()

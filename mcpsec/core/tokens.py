@@ -24,6 +24,7 @@ it gets its own new pair. The family ends when the first refresh token would hav
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import re
@@ -34,6 +35,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from mcpsec.core.async_bridge import in_thread
+from mcpsec.core.audit import NO_AUDIT, Audit, Outcome, audited
 from mcpsec.core.clock import Clock, SystemClock, to_datetime
 from mcpsec.core.durations import MAX_SECONDS, check_lifetime
 from mcpsec.core.errors import ConfigError, InvalidInputError, MCPSecError
@@ -41,6 +43,7 @@ from mcpsec.core.rbac import RoleTable, allows, check_permission
 from mcpsec.core.roles import DEFAULT_ROLES
 from mcpsec.core.signing_keys import Algorithm
 from mcpsec.core.token_ids import (
+    JtiParts,
     check_audience,
     check_subject,
     jti_matches,
@@ -141,10 +144,13 @@ class Tokens:
         reuse_leeway: float = 2.0,
         roles: RoleTable = DEFAULT_ROLES,
         clock: Clock | None = None,
+        audit: Audit = NO_AUDIT,
     ) -> None:
         """`store` and `keys` may be functions that open them: a malformed token then never
-        opens a store, and `token inspect` never needs a key."""
+        opens a store (unless `audit` records the verdict in it), and `token inspect` never
+        needs a key."""
         self._store = store
+        self.audit = audit
         self._keys = keys
         self._opened_store: Store | None = None
         self._opened_keys: TokenKeys | None = None
@@ -168,6 +174,7 @@ class Tokens:
         keys: TokenKeys | Callable[[], TokenKeys] | None = None,
         *,
         clock: Clock | None = None,
+        audit: Audit = NO_AUDIT,
     ) -> Tokens:
         t = settings.tokens
         return cls(
@@ -182,6 +189,7 @@ class Tokens:
             reuse_leeway=t.reuse_leeway,
             roles=settings.roles,
             clock=clock,
+            audit=audit,
         )
 
     @property
@@ -233,11 +241,38 @@ class Tokens:
             )
         now = self.clock.now()
         grants = _Grants(role_names, extra, aud, lifetime)
-        if not refresh:
-            return self._issue(subject, grants, now, None)
-        end = int(now) + _whole(self.refresh_ttl)
-        family = _Family(secrets.token_urlsafe(16), end, new_jti(subject, end))
-        return self._issue(subject, grants, now, family, new_family=True)
+        family = None
+        if refresh:
+            end = int(now) + _whole(self.refresh_ttl)
+            family = _Family(secrets.token_urlsafe(16), end, new_jti(subject, end))
+        minted = self._issue(subject, grants, now, family, new_family=refresh)
+        details = {"roles": list(role_names), "refresh": refresh, "audience": aud}
+        self._audit_issued("token.minted", subject, minted, family, details)
+        return minted
+
+    def _audit_issued(
+        self,
+        type: str,
+        subject: str,
+        minted: MintedTokens,
+        family: _Family | None,
+        details: Mapping[str, Any],
+    ) -> None:
+        """Record tokens just issued; if that cannot be done, they are revoked before the
+        error is raised, so no token is out there that the log does not know of."""
+        try:
+            self.audit.change(type, subject=subject, jti=minted.jti, details=details)
+        except MCPSecError:
+            with contextlib.suppress(MCPSecError):
+                self._revoke_jti("unaudited", minted.jti, audit=False)
+                if family is not None:
+                    self.store.set_mark(
+                        subject_tag(subject),
+                        _family_mark(family.fam),
+                        self.clock.now(),
+                        ttl=family.exp - self.clock.now() + self.leeway + 1,
+                    )
+            raise
 
     # -- verify ----------------------------------------------------------------------------
 
@@ -248,9 +283,25 @@ class Tokens:
         check cannot be made."""
         offline = self._verify_offline(token, audience, permission)
         if isinstance(offline, TokenVerdict):
-            return offline
-        marks = self.store.get_marks(*_revocation_query(offline))
-        return _verify_verdict(offline, marks, permission)
+            verdict = offline
+        else:
+            marks = self.store.get_marks(*_revocation_query(offline))
+            verdict = _verify_verdict(offline, marks, permission)
+        self._audit_verdict(token, verdict, permission)
+        return verdict
+
+    def _audit_verdict(self, token: str, verdict: TokenVerdict, permission: str | None) -> None:
+        claims = verdict.claims
+        named = isinstance(claims.get("jti"), str) and isinstance(claims.get("sub"), str)
+        self.audit.verdict(
+            "token.verified",
+            Outcome.ALLOWED if verdict.valid else Outcome.DENIED,
+            subject=claims.get("sub") if named else None,
+            jti=claims.get("jti") if named else None,
+            reason=verdict.reason.value if verdict.reason else None,
+            credential=None if named else self.audit.credential(token),
+            details={"permission": permission} if permission else {},
+        )
 
     def _verify_offline(
         self, token: str, audience: str | None, permission: str | None
@@ -338,6 +389,10 @@ class Tokens:
         at least one refresh lifetime, so that a token minted at this very moment is covered.
         """
         tag = subject_tag(check_subject(subject))
+        with audited(self.audit, "token.revoked", subject=subject, details={"by": "subject"}):
+            return self._revoke_subject(tag)
+
+    def _revoke_subject(self, tag: str) -> Revocation:
         now = self.clock.now()
         (latest,) = self.store.get_marks(tag, [LATEST_MARK])
         end = max(latest or 0.0, now + self.refresh_ttl, now + self.access_ttl) + self.leeway
@@ -354,8 +409,33 @@ class Tokens:
         """
         check = self.check(refresh_token, expected=TokenType.REFRESH)
         if not check.valid:
+            self.audit.verdict(
+                "token.refreshed",
+                Outcome.DENIED,
+                reason=check.reason.value if check.reason else None,
+                credential=self.audit.credential(refresh_token),
+            )
             return RefreshResult(False, check.reason)
         claims = check.claims
+        result = self._refresh(claims)
+        subject, jti = claims["sub"], claims["jti"]
+        if result.tokens is not None:
+            family = _Family(claims["fam"], int(claims["exp"]), "")  # revoked if unaudited
+            details = {"refreshed": jti}
+            self._audit_issued("token.refreshed", subject, result.tokens, family, details)
+        elif result.reason is Reason.REUSE_DETECTED:
+            details = {"family": claims["fam"]}
+            self.audit.verdict(
+                "token.reuse_detected", Outcome.DENIED, subject=subject, jti=jti, details=details
+            )
+        else:
+            reason = result.reason.value if result.reason else None
+            self.audit.verdict(
+                "token.refreshed", Outcome.DENIED, subject=subject, jti=jti, reason=reason
+            )
+        return result
+
+    def _refresh(self, claims: Mapping[str, Any]) -> RefreshResult:
         jti, fam, subject = claims["jti"], claims["fam"], claims["sub"]
         for _ in range(_CAS_TRIES):
             record = self.store.get(FAMILY_KIND, fam)
@@ -497,8 +577,14 @@ class Tokens:
     def _revoked(self, claims: Mapping[str, Any]) -> bool:
         return _revoked_by(claims, self.store.get_marks(*_revocation_query(claims)))
 
-    def _revoke_jti(self, target: str, jti: str) -> Revocation:
+    def _revoke_jti(self, target: str, jti: str, *, audit: bool = True) -> Revocation:
         parts = parse_jti(jti)
+        if not audit:
+            return self._mark_revoked(target, jti, parts)
+        with audited(self.audit, "token.revoked", jti=jti, details={"by": target}):
+            return self._mark_revoked(target, jti, parts)
+
+    def _mark_revoked(self, target: str, jti: str, parts: JtiParts) -> Revocation:
         now = self.clock.now()
         end = parts.exp + self.leeway + 1
         if end <= now:

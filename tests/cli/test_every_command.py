@@ -56,6 +56,11 @@ BAD_INPUT = {
     ("rate", "watch"): ["--interval", "0"],
     ("rate", "override", "set"): ["alice", "--capacity", "5", "--refill", "-1"],
     ("rate", "override", "unset"): ["bad identity"],
+    ("audit", "tail"): ["-n", "0"],
+    ("audit", "verify"): ["--since", "yesterday-ish"],
+    ("audit", "hash"): ["one", "two"],
+    ("audit", "export"): ["--since", "1h", "--format", "xml"],
+    ("audit", "report"): ["--since", "soon"],
     ("authz", "check"): ["--permission", "files:read", "--token", "a.b.c", "--key", "mcp_x"],
 }
 

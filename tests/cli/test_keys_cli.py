@@ -229,11 +229,17 @@ def test_rotate_after_update_ttl_on_the_default_store(mcpsec):
     assert ran.exit_code == 0, ran.stderr
 
 
-def test_a_malformed_key_never_opens_the_store(mcpsec, home):
-    target = home / "never" / "made" / "x.db"
-    ran = mcpsec("--store", f"sqlite://{target}", "keys", "verify", "mcp_garbage")
+def test_a_malformed_key_is_answered_without_the_store(mcpsec):
+    """No lookup decides it: with the store down, the verdict is still `malformed` (exit 1),
+    and the audit event that could not be written is reported, never silently dropped."""
+    from tests.support.redis_servers import free_port
+
+    down = f"redis://127.0.0.1:{free_port()}/0"
+    ran = mcpsec("--store", down, "keys", "verify", "--json", "mcp_garbage",
+                 env={"MCPSEC_STORE_TIMEOUT": "0.3s"})  # fmt: skip
     assert ran.exit_code == 1
-    assert not target.parent.exists()
+    assert json.loads(ran.stdout)["reason"] == "malformed"
+    assert "warning: the audit log could not record key.verified" in ran.stderr
 
 
 def test_quiet_everywhere(mcpsec):
