@@ -53,6 +53,8 @@ demo: $(BIN)/mcpsec
 	echo "$$token" | $(BIN)/mcpsec token verify --permission files:read - && \
 	echo "$$token" | $(BIN)/mcpsec token revoke - && \
 	! echo "$$token" | $(BIN)/mcpsec token verify -
+	$(BIN)/mcpsec audit tail -n 8
+	$(BIN)/mcpsec audit verify
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info

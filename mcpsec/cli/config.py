@@ -40,9 +40,19 @@ def init(
     """
     from mcpsec.core.config_file import init_config
 
+    from mcpsec.core.audit import Outcome
+
     state = state_of(ctx)
     out = state.output(json=json, quiet=quiet)
-    out.result(init_config(state.environ, config_path=state.config_path, force=force), human=_told)
+    done = init_config(state.environ, config_path=state.config_path, force=force)
+    out.result(done, human=_told)
+    # Recorded after the fact (there was no config to find the store by before); a failure
+    # is reported at exit like every audit failure, and the config stays written.
+    state.audit_log().verdict(
+        "config.initialized",
+        Outcome.ALLOWED,
+        details={"path": str(done.config_path), "overwritten": done.overwritten},
+    )
 
 
 @app.command()
