@@ -38,9 +38,8 @@ def init(
 
     Example: mcpsec config init && mcpsec doctor
     """
-    from mcpsec.core.config_file import init_config
-
     from mcpsec.core.audit import Outcome
+    from mcpsec.core.config_file import init_config
 
     state = state_of(ctx)
     out = state.output(json=json, quiet=quiet)
