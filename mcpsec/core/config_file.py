@@ -164,3 +164,10 @@ RATE_COMMENT = """\
 # limits entirely. fail_open: what a decision says when the store cannot be reached (true:
 # allow, and say so). `mcpsec rate override set` gives one identity its own limit.
 """
+
+AUDIT_COMMENT = """\
+# The audit log (`mcpsec audit ...`). key_file: the key that chains the events' MACs (0600,
+# created on first use; MCPSEC_AUDIT_KEY overrides it). max_events / max_age (like "90d"):
+# retention. sink: a file that also gets every event as a JSON line, for a SIEM.
+# required: when true, a change that cannot be audited is not made.
+"""
