@@ -96,9 +96,16 @@ def _settings_lines(document: dict[str, Any]) -> str:
     found = "" if document["config_found"] else " (not found; defaults apply)"
     lines = [f"config file: {document['config_path']}{found}"]
     lines.append(f"roles = {', '.join(document['roles'])}")
-    for section in ("store", "tokens", "keys"):
+    for section in ("store", "tokens", "keys", "audit", "rate"):
         for key, value in document[section].items():
             name = f"{section}.{key}"
+            if name == "rate.roles":
+                limits = ", ".join(
+                    f"{role} {v['capacity']:g}/{v['refill_per_second']:g}"
+                    for role, v in value.items()
+                )
+                lines.append(f"rate.roles = {limits}  [{sources.get(name, 'default')}]")
+                continue
             shown = "-" if value is None else value
             lines.append(f"{name} = {shown}  [{sources.get(name, 'default')}]")
     return "\n".join(lines)

@@ -84,6 +84,10 @@ def render_default_config(store_url: str) -> str:
         (KEYS_COMMENT, {"keys": {"prefix": "mcp", "default_ttl": "90d"}}),
         (ROLES_COMMENT, {"roles": _default_roles()}),
         (
+            AUDIT_COMMENT,
+            {"audit": {"key_file": "audit.key", "max_events": 1_000_000, "required": True}},
+        ),
+        (
             RATE_COMMENT,
             {"rate": {"fail_open": True, "default_role": "guest", "roles": _default_rates()}},
         ),
