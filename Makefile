@@ -37,6 +37,7 @@ bench: $(BIN)/mcpsec
 	$(BIN)/python bench/api_keys.py
 	$(BIN)/python bench/tokens.py
 	$(BIN)/python bench/ratelimit.py
+	$(BIN)/python bench/audit.py
 
 # The main job on the embedded SQLite store: config (once), health check, a PKCE pair, then
 # an API key's life and an access token's: create or mint it, verify it, revoke it, and see

@@ -1,0 +1,558 @@
+"""Audit appends per second on SQLite and real Redis: mcpsec's AuditLog next to a bare append.
+
+    .venv/bin/python bench/audit.py                  # SQLite in a temp folder, its own redis-server
+    .venv/bin/python bench/audit.py --url redis://127.0.0.1:6379/0 --n 3000 --json
+
+mcpsec's append is the whole job: `AuditLog(store, key, actor="bench").record(...)` of one
+typical event (a denied key verification with subject, key id, reason, client, tool and
+request id) builds the event, MACs it over canonical JSON, and appends it only right after
+the entry its writer saw last (`Store.log_append_after`: a Lua script of XREVRANGE and XADD
+on Redis; a SELECT and an INSERT in one BEGIN IMMEDIATE transaction on SQLite). When another
+writer came first, it chains to that entry and tries again. The baseline is a bare append of
+the same JSON body (one mcpsec stored, taken once): on Redis `XADD <prefix>bare:audit * d
+<body>` with redis-py, no MAXLEN, as the AuditLog built here has no `max_events` (the config
+default of 1,000,000 would add MAXLEN ~ 1000000 to mcpsec's XADD, which trims nothing at
+these counts); on SQLite `INSERT INTO log (stream, time, data)` in its own BEGIN IMMEDIATE
+... COMMIT, on a separate file with mcpsec's log table, WAL, synchronous=FULL and the store's
+busy timeout. Every client has the store's timeouts.
+
+Two modes. 1 writer: this process appends in a loop, each way. N writers (`--writers`, 4):
+spawned processes, each with its own store, AuditLog and connection, all on one stream (one
+file), released together by a barrier to share each round's appends; the rate is all of
+them over the time from the first one's start to the last one's end. Rounds are
+interleaved, the order swapped every round. Target: mcpsec >= 0.5x the bare appends per
+second, per backend and mode. After the multi-writer rounds, `log.verify()` walks the whole
+chain once (untimed): it must be intact and hold exactly as many events as were appended,
+proof that concurrent writers neither broke it nor lost an event. A benchmark reports; it
+always exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, replace
+from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Barrier
+from pathlib import Path
+from typing import Any, Final
+
+import redis
+
+# bench/ and tests/support are no installed packages: make the repo root importable from any
+# working directory (spawned writers import this file again, and need it too).
+_REPO = str(Path(__file__).resolve().parent.parent)
+if _REPO not in sys.path:
+    sys.path.insert(0, _REPO)
+
+from mcpsec.core.audit import STREAM, AuditLog, Outcome, Verification  # noqa: E402
+from mcpsec.core.errors import MCPSecError  # noqa: E402
+from mcpsec.store import codec, open_store  # noqa: E402
+
+from bench.common import (  # noqa: E402
+    TIMEOUT,
+    Predicate,
+    add_server_options,
+    bench_parser,
+    client_like_the_store,
+    forget,
+    fresh_prefix,
+    parse_server_args,
+    positive,
+    run_on_redis,
+    timed,
+)
+
+TARGET_RATIO: Final = 0.5
+WARMUP: Final = 100  # appends each way, per writer, before timing: connections and scripts ready
+DEFAULT_N: Final = 3000
+DEFAULT_ROUNDS: Final = 7
+DEFAULT_WRITERS: Final = 4
+BARRIER_TIMEOUT: Final = 60.0
+AUDIT_KEY: Final = b"k" * 48
+EVENT: Final = {
+    "subject": "alice",
+    "key_id": "4fJq8Lw2Xc9a",
+    "reason": "revoked",
+    "client": "10.0.0.7",
+    "tool": "read_file",
+    "request_id": "r-123",
+}
+# mcpsec's log table and index (mcpsec/store/sqlite.py), for the bare appends' own file.
+BARE_SCHEMA: Final = (
+    "CREATE TABLE log (seq INTEGER PRIMARY KEY AUTOINCREMENT, stream TEXT NOT NULL, "
+    "time REAL NOT NULL, data TEXT NOT NULL)",
+    "CREATE INDEX log_stream ON log (stream, seq)",
+)
+MCPSEC, BARE = "mcpsec", "bare"
+
+Timed = Callable[[int], tuple[float, int]]  # n appends -> (appends per second, failed)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one backend's appends go: all a spawned writer needs to open its own clients."""
+
+    backend: str  # "sqlite" or "redis"
+    store_url: str  # mcpsec's store
+    prefix: str  # Redis: the key prefix of mcpsec's stream and the bare one
+    bare: str  # the bare appends' place: the Redis URL, or the SQLite file
+    body: str = ""  # what a bare append writes: the JSON of an event mcpsec stored
+
+
+class BareRedis:
+    """`XADD <key> * d <body>`: one round trip, no chain, no MAC."""
+
+    def __init__(self, url: str, key: str, body: str) -> None:
+        self.client = client_like_the_store(url)
+        self.key = key
+        self.body = body
+
+    def append(self, _: str) -> bool:
+        try:
+            return bool(self.client.xadd(self.key, {"d": self.body}))
+        except redis.RedisError:
+            return False
+
+    def count(self) -> int:
+        return int(self.client.xlen(self.key))
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class BareSqlite:
+    """One INSERT in its own write transaction, with the settings of mcpsec's SqliteStore."""
+
+    def __init__(self, path: Path, body: str) -> None:
+        self.db = sqlite3.connect(path, timeout=TIMEOUT, isolation_level=None)
+        self.db.execute(f"PRAGMA busy_timeout = {int(TIMEOUT * 1000)}")
+        self.db.execute("PRAGMA synchronous = FULL")
+        self.body = body
+
+    @staticmethod
+    def create(path: Path) -> None:
+        """The file, in WAL mode (which stays with the file), with mcpsec's log table."""
+        db = sqlite3.connect(path, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            for statement in BARE_SCHEMA:
+                db.execute(statement)
+        finally:
+            db.close()
+
+    def append(self, _: str) -> bool:
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute(
+                "INSERT INTO log (stream, time, data) VALUES (?, ?, ?)",
+                (STREAM, time.time(), self.body),
+            )
+            self.db.execute("COMMIT")
+        except sqlite3.OperationalError:  # locked past the busy timeout
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            return False
+        return True
+
+    def count(self) -> int:
+        (rows,) = self.db.execute("SELECT COUNT(*) FROM log").fetchone()
+        return int(rows)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class Appenders:
+    """One writer's own clients: an AuditLog on its own store, and a bare connection."""
+
+    def __init__(self, target: Target) -> None:
+        self.store = open_store(target.store_url, prefix=target.prefix, timeout=TIMEOUT)
+        self.log = AuditLog(self.store, AUDIT_KEY, actor="bench")
+        self.bare: BareRedis | BareSqlite
+        if target.backend == "redis":
+            self.bare = BareRedis(target.bare, f"{target.prefix}bare:{STREAM}", target.body)
+        else:
+            self.bare = BareSqlite(Path(target.bare), target.body)
+
+    def record(self, _: str) -> bool:
+        try:
+            self.log.record("key.verified", Outcome.DENIED, **EVENT)
+        except MCPSecError:  # the chain too busy past its deadline, or the store failing
+            return False
+        return True
+
+    @property
+    def ways(self) -> dict[str, Predicate]:
+        return {MCPSEC: self.record, BARE: self.bare.append}
+
+    def close(self) -> None:
+        self.bare.close()
+        self.store.close()
+
+
+def writer(target: Target, start: Barrier, orders: Connection) -> None:
+    """A spawned writer: for each order (method, count), wait for the others at the barrier,
+    append `count` times, answer (start, end, failed) on the system-wide monotonic clock."""
+    appenders = Appenders(target)
+    try:
+        while (order := orders.recv()) is not None:
+            method, count = order
+            append = appenders.ways[method]
+            start.wait(timeout=BARRIER_TIMEOUT)
+            began = time.monotonic()
+            failed = sum(not append("") for _ in range(count))
+            orders.send((began, time.monotonic(), failed))
+    finally:
+        appenders.close()
+
+
+class Writers:
+    """`count` spawned writers on one target, kept for every multi-writer round."""
+
+    def __init__(self, target: Target, count: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        # Kept here: a writer still starting needs the barrier's semaphore alive.
+        self.barrier = context.Barrier(count)
+        self.orders: list[Connection] = []
+        self.processes = []
+        for _ in range(count):
+            mine, theirs = context.Pipe()
+            process = context.Process(
+                target=writer, args=(target, self.barrier, theirs), daemon=True
+            )
+            process.start()
+            theirs.close()  # so that a writer's death is an EOFError here, not a hang
+            self.orders.append(mine)
+            self.processes.append(process)
+
+    def run(self, method: str, n: int) -> tuple[float, int]:
+        """`n` appends shared by the writers: (appends per second all told, failed)."""
+        k = len(self.orders)
+        for i, orders in enumerate(self.orders):
+            orders.send((method, n // k + (i < n % k)))
+        answers = [orders.recv() for orders in self.orders]
+        began = min(a[0] for a in answers)
+        ended = max(a[1] for a in answers)
+        return n / (ended - began), sum(a[2] for a in answers)
+
+    def close(self) -> None:
+        for orders in self.orders:
+            with suppress(OSError):  # a writer that died has said why on stderr already
+                orders.send(None)
+        for process in self.processes:
+            process.join(timeout=BARRIER_TIMEOUT)
+        for orders in self.orders:
+            orders.close()
+
+
+@contextmanager
+def writers(target: Target, count: int) -> Iterator[Writers]:
+    spawned = Writers(target, count)
+    try:
+        yield spawned
+    finally:
+        spawned.close()
+
+
+@dataclass(frozen=True)
+class Throughput:
+    name: str
+    rates: tuple[float, ...]  # appends per second, one per round
+    failed: int  # appends that raised (timed rounds): should be none
+    appended: int  # appends that went in, warm-up included: what the stream must hold
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.rates)
+
+
+@dataclass(frozen=True)
+class Pair:
+    backend: str
+    writers: int
+    mcpsec: Throughput
+    bare: Throughput
+
+    @property
+    def mode(self) -> str:
+        return "1 writer" if self.writers == 1 else f"{self.writers} writers"
+
+    @property
+    def ratio(self) -> float:
+        return self.mcpsec.median / self.bare.median
+
+    @property
+    def paired(self) -> float:
+        """The median of the per-round ratios: steadier when the machine drifts."""
+        rounds = zip(self.mcpsec.rates, self.bare.rates, strict=True)
+        return statistics.median(m / b for m, b in rounds)
+
+    @property
+    def met(self) -> bool:
+        return self.ratio >= TARGET_RATIO
+
+
+@dataclass(frozen=True)
+class Check:
+    """What the streams hold after every round, against what was appended to them."""
+
+    verification: Verification
+    expected: int
+    bare_count: int
+    bare_expected: int
+
+    @property
+    def exact(self) -> bool:
+        v = self.verification
+        return v.intact and v.trimmed == 0 and v.valid == v.total == self.expected
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    where: str
+    pairs: tuple[Pair, ...]
+    check: Check
+
+
+@dataclass(frozen=True)
+class Report:
+    n: int
+    rounds: int
+    writers: int
+    backends: tuple[Backend, ...]
+
+
+def throughput(ways: dict[str, Timed], n: int, rounds: int, warmup: int) -> dict[str, Throughput]:
+    """Rounds alternate which way goes first, so drift and warm caches hit both alike."""
+    appended = dict.fromkeys(ways, 0)
+    for name, run_way in ways.items():
+        appended[name] += warmup - run_way(warmup)[1]
+    rates: dict[str, list[float]] = {name: [] for name in ways}
+    failed = dict.fromkeys(ways, 0)
+    names = list(ways)
+    for round_no in range(rounds):
+        for name in names if round_no % 2 == 0 else names[::-1]:
+            rate, bad = ways[name](n)
+            rates[name].append(rate)
+            failed[name] += bad
+            appended[name] += n - bad
+    return {
+        name: Throughput(name, tuple(rates[name]), failed[name], appended[name]) for name in ways
+    }
+
+
+def first_body(target: Target) -> str:
+    """The JSON of one event as mcpsec stored it (the chain's first): what bare appends write."""
+    store = open_store(target.store_url, prefix=target.prefix, timeout=TIMEOUT)
+    try:
+        log = AuditLog(store, AUDIT_KEY, actor="bench")
+        log.record("key.verified", Outcome.DENIED, **EVENT)
+        (entry,) = store.log_tail(log.stream, 1)
+    finally:
+        store.close()
+    return codec.encode_document(entry.fields)
+
+
+def measure(name: str, where: str, target: Target, args: argparse.Namespace) -> Backend:
+    """Single writer, then `--writers` spawned ones, then the chain walked once."""
+    target = replace(target, body=first_body(target))
+    mine = Appenders(target)  # this process's writer; its AuditLog verifies at the end
+    try:
+        ways = {way: _in_process(append) for way, append in mine.ways.items()}
+        single = throughput(ways, args.n, args.rounds, WARMUP)
+        with writers(target, args.writers) as spawned:
+            ways = {way: _in_writers(spawned, way) for way in (MCPSEC, BARE)}
+            multi = throughput(ways, args.n, args.rounds, WARMUP * args.writers)
+        check = Check(
+            mine.log.verify(),
+            1 + single[MCPSEC].appended + multi[MCPSEC].appended,
+            mine.bare.count(),
+            single[BARE].appended + multi[BARE].appended,
+        )
+    finally:
+        mine.close()
+    pairs = (
+        Pair(name, 1, single[MCPSEC], single[BARE]),
+        Pair(name, args.writers, multi[MCPSEC], multi[BARE]),
+    )
+    return Backend(name, where, pairs, check)
+
+
+def _in_process(append: Predicate) -> Timed:
+    return lambda n: timed(append, "", n)
+
+
+def _in_writers(spawned: Writers, way: str) -> Timed:
+    return lambda n: spawned.run(way, n)
+
+
+def run_sqlite(args: argparse.Namespace) -> Backend:
+    with tempfile.TemporaryDirectory(prefix="mcpsec-bench-") as folder:
+        bare = Path(folder) / "bare.db"
+        BareSqlite.create(bare)
+        target = Target("sqlite", f"sqlite:///{folder}/mcpsec.db", "mcpsec:", str(bare))
+        where = (
+            f"SQLite {sqlite3.sqlite_version} in {folder} (WAL, synchronous=FULL; the bare "
+            "appends on their own file)"
+        )
+        return measure("sqlite", where, target, args)
+
+
+def run_redis(url: str, server: str, args: argparse.Namespace) -> Backend:
+    prefix = fresh_prefix()
+    admin = client_like_the_store(url)
+    try:
+        version = str(admin.info("server")["redis_version"])
+        where = f"Redis {version} at {server} (keys under {prefix}, deleted after)"
+        return measure("redis", where, Target("redis", url, prefix, url), args)
+    finally:
+        forget(admin, prefix)
+        admin.close()
+
+
+def ratio_line(pair: Pair) -> str:
+    below = "" if pair.met else "  BELOW TARGET"
+    return (
+        f"{pair.backend:<6}  {pair.mode:<9}  mcpsec {pair.mcpsec.median:6.0f}/s / bare "
+        f"{pair.bare.median:6.0f}/s = {pair.ratio:.2f}x (target >= {TARGET_RATIO:.1f}x; "
+        f"round by round {pair.paired:.2f}x){below}"
+    )
+
+
+def check_line(backend: Backend) -> str:
+    c, v = backend.check, backend.check.verification
+    chain = "intact" if v.intact else f"BROKEN at {v.event_id}: {v.problem}"
+    events = "exact" if c.exact else "NOT EXACT"
+    line = (
+        f"{backend.name:<6}  chain {chain}; {v.valid} of {v.total} events valid, "
+        f"{v.trimmed} trimmed; {c.expected} appended: {events}"
+    )
+    bare = "" if c.bare_count == c.bare_expected else "  MISMATCH"
+    return line + f"; bare: {c.bare_count} stored, {c.bare_expected} appended{bare}"
+
+
+def render_table(report: Report) -> str:
+    head = (
+        f"{'backend':<7}  {'mode':<9}  {'method':<6}  {'median':>7}  {'min':>7}  {'max':>7}  "
+        "rounds (appends/s)"
+    )
+    lines = [b.where for b in report.backends]
+    lines += [
+        f"Python {platform.python_version()}; redis-py {redis.__version__}; {os.cpu_count()} CPUs",
+        f"{report.rounds} rounds x {report.n} appends, order swapped every round, after "
+        f"{WARMUP} warm-up appends each way per writer; {report.writers} writers: spawned "
+        "processes sharing each round's appends, released by a barrier, timed from the "
+        "first start to the last end",
+        "",
+        head,
+        "-" * len(head),
+    ]
+    for backend in report.backends:
+        for pair in backend.pairs:
+            for t in (pair.mcpsec, pair.bare):
+                rounds = " ".join(f"{r:.0f}" for r in t.rates)
+                lines.append(
+                    f"{backend.name:<7}  {pair.mode:<9}  {t.name:<6}  {t.median:7.0f}  "
+                    f"{min(t.rates):7.0f}  {max(t.rates):7.0f}  {rounds}"
+                )
+                if t.failed:
+                    lines.append(f"  {t.name}: {t.failed} appends failed: the figures are wrong")
+    lines += ["", *(ratio_line(p) for b in report.backends for p in b.pairs), ""]
+    lines += ["log.verify() after the multi-writer rounds (untimed):"]
+    lines += [check_line(b) for b in report.backends]
+    return "\n".join(lines)
+
+
+def render_json(report: Report) -> str:
+    def way(t: Throughput) -> dict[str, Any]:
+        return {
+            "median_per_s": round(t.median, 1),
+            "rounds_per_s": [round(r, 1) for r in t.rates],
+            "failed": t.failed,
+        }
+
+    def pair(p: Pair) -> dict[str, Any]:
+        return {
+            "writers": p.writers,
+            MCPSEC: way(p.mcpsec),
+            BARE: way(p.bare),
+            "ratio": round(p.ratio, 3),
+            "per_round_median_ratio": round(p.paired, 3),
+            "target": TARGET_RATIO,
+            "met": p.met,
+        }
+
+    def check(c: Check) -> dict[str, Any]:
+        v = c.verification
+        return {
+            "intact": v.intact,
+            "problem": v.problem,
+            "events": v.total,
+            "valid": v.valid,
+            "trimmed": v.trimmed,
+            "appended": c.expected,
+            "exact": c.exact,
+            "bare_stored": c.bare_count,
+            "bare_appended": c.bare_expected,
+        }
+
+    document: dict[str, Any] = {
+        "python": platform.python_version(),
+        "redis_py": redis.__version__,
+        "cpus": os.cpu_count(),
+        "n": report.n,
+        "rounds": report.rounds,
+        "warmup": WARMUP,
+        "writers": report.writers,
+        "results": {
+            b.name: {
+                "where": b.where,
+                "single": pair(b.pairs[0]),
+                "multi": pair(b.pairs[1]),
+                "verify": check(b.check),
+            }
+            for b in report.backends
+        },
+    }
+    return json.dumps(document, indent=2)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = bench_parser(__doc__)
+    parser.add_argument("--n", type=positive, default=DEFAULT_N, help="appends per round")
+    parser.add_argument("--rounds", type=positive, default=DEFAULT_ROUNDS, help="timed rounds")
+    parser.add_argument(
+        "--writers", type=positive, default=DEFAULT_WRITERS, help="processes in multi mode"
+    )
+    parser.add_argument(
+        "--backend", choices=("sqlite", "redis", "both"), default="both", help="what to measure"
+    )
+    add_server_options(parser)
+    args = parse_server_args(parser, argv)
+    found: list[Backend | None] = []
+    if args.backend != "redis":
+        found.append(run_sqlite(args))
+    if args.backend != "sqlite":
+        found.append(run_on_redis(args.url, lambda url, server: run_redis(url, server, args)))
+    backends = tuple(b for b in found if b is not None)
+    if not backends:
+        return 0
+    report = Report(args.n, args.rounds, args.writers, backends)
+    print((render_json if args.json else render_table)(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
