@@ -66,12 +66,15 @@ def tail(
     log = state.audit_log()
     where = _filter(type_, subject, outcome, since, until)
     show = _line_json if json_ or state.json else _line
-    for event in log.last(lines, where):
+    shown = log.last(lines, where)
+    for event in shown:
         out.line(show(event))
     if not follow:
         return
+    # Follow from where the read above ended, so nothing appended in between is missed.
+    position = log.newest_id() if not shown else max(shown, key=lambda e: e.seq).id
     try:
-        for event in log.follow(where):
+        for event in log.follow(where, after=position):
             out.line(show(event))
     except KeyboardInterrupt:
         return  # Ctrl-C is how a follow ends: exit 0

@@ -264,7 +264,10 @@ class AuditLog:
             )
             if result.appended is not None:
                 self._last = (result.appended.id, seq + 1, body["mac"])
-                self._to_sink(body, result.appended.id)
+                try:
+                    self._to_sink(body, result.appended.id)
+                except StoreError as e:  # the event is stored: only the copy is missing
+                    self.failures.append(f"{type} (copy to the sink): {e.message}")
                 return AuditEvent.of(result.appended)
             self._last = _link(result.last)
             if time.monotonic() > deadline:
@@ -293,6 +296,11 @@ class AuditLog:
                 return
             position = page[-1].id
 
+    def newest_id(self) -> str:
+        """The id of the newest event, or "" for an empty log: where to follow from."""
+        tail = self.store.log_tail(self.stream, 1)
+        return tail[-1].id if tail else ""
+
     def last(self, count: int, where: EventFilter | None = None) -> list[AuditEvent]:
         """The newest `count` matching events, oldest first. Without a filter, one read;
         with one, the log is walked (an audit log is read far less than it is written)."""
@@ -308,12 +316,12 @@ class AuditLog:
     def follow(
         self, where: EventFilter | None = None, *, after: str | None = None, poll: float = 0.25
     ) -> Iterator[AuditEvent]:
-        """New events as they are appended, for ever (the caller stops iterating)."""
+        """New events after `after` (None: after the newest now; "": from the start), as they
+        are appended, for ever (the caller stops iterating)."""
         chosen = where or EventFilter()
-        position = after
-        if position is None:
-            tail = self.store.log_tail(self.stream, 1)
-            position = tail[-1].id if tail else None
+        position: str | None = after or None  # "": from the very start
+        if after is None:
+            position = self.newest_id() or None
         while True:
             page = self.store.log_read(self.stream, after=position, limit=_PAGE, block=poll)
             for entry in page:

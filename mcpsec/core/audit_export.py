@@ -25,6 +25,7 @@ def write_events(
         return _write(events, fmt, line)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # an existing file keeps its mode otherwise
     except OSError as e:
         raise ConfigError(f"cannot write {path}: {e.strerror}") from e
     with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
@@ -70,5 +71,5 @@ def _cell(value: object) -> str:
 
 def _csv_row(cells: Iterable[str]) -> str:
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="").writerow(list(cells))
-    return buffer.getvalue()
+    csv.writer(buffer).writerow(list(cells))  # quotes cells holding \r or \n
+    return buffer.getvalue().removesuffix("\r\n")

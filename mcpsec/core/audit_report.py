@@ -18,7 +18,9 @@ from typing import Final
 
 from mcpsec.core.audit import AuditEvent, Outcome
 
-AUTHENTICATIONS: Final = frozenset({"key.verified", "token.verified", "token.refreshed"})
+AUTHENTICATIONS: Final = frozenset(
+    {"key.verified", "token.verified", "token.refreshed", "token.reuse_detected"}
+)
 BURST_COUNT: Final = 10  # failures …
 BURST_SECONDS: Final = 60.0  # … within this long, from one subject or address
 MANY_ADDRESSES: Final = 5  # distinct client addresses for one key
@@ -68,8 +70,11 @@ def summarize(events: Iterable[AuditEvent]) -> AuditReport:
             addresses[event.key_id].add(event.client)
         if event.outcome != Outcome.DENIED:
             continue
-        failed += event.type in AUTHENTICATIONS
-        denials += event.reason == "insufficient_permission" or event.type == "authz.checked"
+        if event.type == "authz.checked":
+            continue  # its verification event (just before it) already counts it
+        permission = event.reason == "insufficient_permission"
+        failed += event.type in AUTHENTICATIONS and not permission
+        denials += permission
         limited += event.type == "rate.limited"
         for who in _who(event):
             (clients if who.startswith("client ") else subjects)[who.split(" ", 1)[1]] += 1
