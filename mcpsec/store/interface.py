@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final, Protocol, runtime_checkable
 
+from mcpsec.core.durations import check_lifetime
 from mcpsec.core.errors import InvalidInputError
 
 JSONValue = Any
@@ -446,6 +447,13 @@ def has(tokens: float, cost: float) -> bool:
 
 def _finite(value: float) -> bool:
     return not isinstance(value, bool) and isinstance(value, int | float) and abs(value) < 2**53
+
+
+def check_retention(maxlen: int | None, max_age: float | None = None) -> None:
+    """What a log may keep: at least one entry, for more than no time at all."""
+    if maxlen is not None and (isinstance(maxlen, bool) or maxlen < 1):
+        raise InvalidInputError("maxlen must be at least 1", field="maxlen")
+    check_lifetime(max_age, field="max_age")
 
 
 def check_limit(limit: int) -> int:

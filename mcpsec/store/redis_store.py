@@ -74,6 +74,7 @@ from mcpsec.store.interface import (
     check_limit,
     check_mark,
     check_prefix,
+    check_retention,
     check_update,
 )
 from mcpsec.store.redis_async import AsyncTransport, open_async_client
@@ -438,6 +439,7 @@ class RedisStore:
         self, stream: str, fields: Mapping[str, JSONValue], *, maxlen: int | None = None
     ) -> LogEntry:
         check_kind(stream)
+        check_retention(maxlen)
         body = codec.encode_document(fields)
         with self._errors():
             entry_id = self.client.xadd(
@@ -457,9 +459,8 @@ class RedisStore:
         check_kind(stream)
         if after is not None:
             _position(after)
-        if maxlen is not None and maxlen < 1:
-            raise InvalidInputError("maxlen must be at least 1", field="maxlen")
-        age = check_lifetime(max_age, field="max_age")
+        check_retention(maxlen, max_age)
+        age = max_age
         body = codec.encode_document(fields)
         with self._errors():
             minid = f"{int((self.now() - age) * 1000)}-0" if age is not None else ""

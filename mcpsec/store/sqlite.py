@@ -60,6 +60,7 @@ from mcpsec.store.interface import (
     check_kind,
     check_limit,
     check_mark,
+    check_retention,
     check_update,
     has,
     is_counter,
@@ -284,19 +285,11 @@ class SqliteStore:
         self, stream: str, fields: Mapping[str, JSONValue], *, maxlen: int | None = None
     ) -> LogEntry:
         check_kind(stream)
+        check_retention(maxlen)
         data = codec.encode_document(fields)
         with self._write() as db:
             now = self.clock.now()
-            seq = db.execute(
-                "INSERT INTO log (stream, time, data) VALUES (?, ?, ?)", (stream, now, data)
-            ).lastrowid
-            assert seq is not None
-            if maxlen is not None:
-                db.execute(
-                    "DELETE FROM log WHERE stream = ? AND seq <= (SELECT seq FROM log "
-                    "WHERE stream = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
-                    (stream, stream, maxlen),
-                )
+            seq = _append_row(db, stream, data, now, maxlen, None)
         return LogEntry(str(seq), now, codec.decode(data))
 
     def log_append_after(
@@ -310,9 +303,7 @@ class SqliteStore:
     ) -> ChainedAppend:
         check_kind(stream)
         expected = _seq(after) if after is not None else None
-        if maxlen is not None and maxlen < 1:
-            raise InvalidInputError("maxlen must be at least 1", field="maxlen")
-        check_lifetime(max_age, field="max_age")
+        check_retention(maxlen, max_age)
         data = codec.encode_document(fields)
         with self._write() as db:
             now = self.clock.now()
@@ -323,21 +314,7 @@ class SqliteStore:
             if (row[0] if row else None) != expected:
                 last = LogEntry(str(row[0]), row[1], codec.decode(row[2])) if row else None
                 return ChainedAppend(None, last)
-            seq = db.execute(
-                "INSERT INTO log (stream, time, data) VALUES (?, ?, ?)", (stream, now, data)
-            ).lastrowid
-            assert seq is not None
-            if maxlen is not None:
-                db.execute(
-                    "DELETE FROM log WHERE stream = ? AND seq <= (SELECT seq FROM log "
-                    "WHERE stream = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
-                    (stream, stream, maxlen),
-                )
-            if max_age is not None:
-                db.execute(
-                    "DELETE FROM log WHERE stream = ? AND time < ? AND seq < ?",
-                    (stream, now - max_age, seq),
-                )
+            seq = _append_row(db, stream, data, now, maxlen, max_age)
         return ChainedAppend(LogEntry(str(seq), now, codec.decode(data)), None)
 
     def log_read(
@@ -678,6 +655,34 @@ def _key_outcome(
     if accepted and not set(accepted) & set(str(fields.get("grant_tokens") or "").split()):
         return KeyOutcome.INSUFFICIENT_PERMISSION
     return KeyOutcome.OK
+
+
+def _append_row(
+    db: sqlite3.Connection,
+    stream: str,
+    data: str,
+    now: float,
+    maxlen: int | None,
+    max_age: float | None,
+) -> int:
+    """Insert one log entry, then trim the stream to `maxlen` entries and `max_age` seconds
+    (never the entry just written)."""
+    seq = db.execute(
+        "INSERT INTO log (stream, time, data) VALUES (?, ?, ?)", (stream, now, data)
+    ).lastrowid
+    assert seq is not None
+    if maxlen is not None:
+        db.execute(
+            "DELETE FROM log WHERE stream = ? AND seq <= (SELECT seq FROM log "
+            "WHERE stream = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+            (stream, stream, maxlen),
+        )
+    if max_age is not None:
+        db.execute(
+            "DELETE FROM log WHERE stream = ? AND time < ? AND seq < ?",
+            (stream, now - max_age, seq),
+        )
+    return seq
 
 
 def _is_number(value: JSONValue) -> bool:
