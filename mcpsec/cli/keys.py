@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from mcpsec.cli import errors
-from mcpsec.cli.options import JsonFlag, QuietFlag, read_value
+from mcpsec.cli.options import JsonFlag, QuietFlag, RequiredPermission, read_value
 from mcpsec.cli.state import state_of
 
 if TYPE_CHECKING:
@@ -82,9 +82,7 @@ def create(
 def verify(
     ctx: typer.Context,
     key: KeyArgument = None,
-    permission: Annotated[
-        str | None, typer.Option("--permission", "-p", help="Also require this permission.")
-    ] = None,
+    permission: RequiredPermission = None,
     json: JsonFlag = False,
     quiet: QuietFlag = False,
 ) -> None:

@@ -13,6 +13,9 @@ from mcpsec.core.errors import InvalidInputError
 JSON_HELP = "Print one JSON document on stdout (for scripts)."
 QUIET_HELP = "Print only the essential value, nothing else."
 JsonFlag = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
+RequiredPermission = Annotated[
+    str | None, typer.Option("--permission", "-p", help="Also require this permission.")
+]
 QuietFlag = Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)]
 
 

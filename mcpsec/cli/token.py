@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from mcpsec.cli import errors
-from mcpsec.cli.options import FileOption, JsonFlag, QuietFlag, read_credential
+from mcpsec.cli.options import FileOption, JsonFlag, QuietFlag, RequiredPermission, read_credential
 from mcpsec.cli.state import state_of
 
 if TYPE_CHECKING:
@@ -85,9 +85,7 @@ def verify(
     token: TokenArgument = None,
     file: FileOption = None,
     audience: AudienceOption = None,
-    permission: Annotated[
-        str | None, typer.Option("--permission", "-p", help="Also require this permission.")
-    ] = None,
+    permission: RequiredPermission = None,
     json: JsonFlag = False,
     quiet: QuietFlag = False,
 ) -> None:
