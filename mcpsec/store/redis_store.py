@@ -460,10 +460,9 @@ class RedisStore:
         if after is not None:
             _position(after)
         check_retention(maxlen, max_age)
-        age = max_age
         body = codec.encode_document(fields)
         with self._errors():
-            minid = f"{int((self.now() - age) * 1000)}-0" if age is not None else ""
+            minid = f"{int((self.now() - max_age) * 1000)}-0" if max_age is not None else ""
             reply = self._run(
                 "log_append_after",
                 [self._log_key(stream)],
