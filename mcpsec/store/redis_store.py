@@ -462,14 +462,14 @@ class RedisStore:
         check_retention(maxlen, max_age)
         body = codec.encode_document(fields)
         with self._errors():
-            minid = f"{int((self.now() - max_age) * 1000)}-0" if max_age is not None else ""
+            age_ms = str(_milliseconds(max_age)) if max_age is not None else ""
             reply = self._run(
                 "log_append_after",
                 [self._log_key(stream)],
                 after or "",
                 body,
                 str(maxlen) if maxlen is not None else "",
-                minid,
+                age_ms,
             )
         if reply[0] == "ok":
             return ChainedAppend(_entry(reply[1], {LOG_FIELD: body}), None)

@@ -4,7 +4,8 @@
 -- ARGV[1]   the id of the entry the caller saw last ("" for an empty stream)
 -- ARGV[2]   the new entry's body
 -- ARGV[3]   MAXLEN to keep, approximately ("" for no limit)
--- ARGV[4]   MINID: entries older than this id may be trimmed ("" for no limit)
+-- ARGV[4]   the age in milliseconds past which entries may be trimmed, by the server's
+--           clock ("" for no limit)
 --
 -- This is what makes a hash chain safe with many writers: each entry carries a MAC over
 -- the one before, so it may only go in right after that one. Returns {"ok", id} when
@@ -32,6 +33,8 @@ else
   id = redis.call("XADD", KEYS[1], "*", "d", ARGV[2])
 end
 if ARGV[4] ~= "" then
-  redis.call("XTRIM", KEYS[1], "MINID", "~", ARGV[4])
+  local t = redis.call("TIME")
+  local oldest = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[4])
+  redis.call("XTRIM", KEYS[1], "MINID", "~", string.format("%d-0", oldest))
 end
 return {"ok", id}
