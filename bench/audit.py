@@ -16,10 +16,15 @@ these counts); on SQLite `INSERT INTO log (stream, time, data)` in its own BEGIN
 ... COMMIT, on a separate file with mcpsec's log table, WAL, synchronous=FULL and the store's
 busy timeout. Every client has the store's timeouts.
 
-Two modes. 1 writer: this process appends in a loop, each way. N writers (`--writers`, 4):
-spawned processes, each with its own store, AuditLog and connection, all on one stream (one
-file), released together by a barrier to share each round's appends; the rate is all of
-them over the time from the first one's start to the last one's end. Rounds are
+Three modes. 1 writer: this process appends in a loop, each way. N threads (`--writers`, 4)
+of this process, sharing one AuditLog and store as a server's concurrent requests do: an
+event queued while another thread appends goes in with that thread's next round trip (group
+commit); the bare appends share one redis-py client, or one SQLite connection per thread.
+N processes: spawned, each with its own store, AuditLog and connection, all on one stream
+(one file); one event per process is in flight at a time, so their appends take turns at
+the chain's tail. Threads and processes are released together by a barrier to share each
+round's appends; the rate is all of them over the time from the first one's start to the
+last one's end. Rounds are
 interleaved, the order swapped every round. Target: mcpsec >= 0.5x the bare appends per
 second, per backend and mode. After the multi-writer rounds, `log.verify()` walks the whole
 chain once (untimed): it must be intact and hold exactly as many events as were appended,
@@ -38,6 +43,7 @@ import sqlite3
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -256,6 +262,53 @@ class Writers:
             orders.close()
 
 
+class Threads:
+    """`count` threads of this process sharing each round's appends: the shape of a server,
+    whose concurrent requests share one AuditLog (and so its group commit) and one store.
+    The bare appends share one redis-py client (its connection pool), or on SQLite take one
+    connection per thread, as sqlite3 connections cannot be shared."""
+
+    def __init__(self, target: Target, mine: Appenders, count: int) -> None:
+        self.target, self.mine, self.count = target, mine, count
+        self.local = threading.local()
+        self.opened: list[BareSqlite] = []
+
+    def bare(self, arg: str) -> bool:
+        if self.target.backend == "redis":
+            return self.mine.bare.append(arg)
+        own = getattr(self.local, "bare", None)
+        if own is None:
+            own = self.local.bare = BareSqlite(Path(self.target.bare), self.target.body)
+            self.opened.append(own)
+        return own.append(arg)
+
+    def run(self, method: str, n: int) -> tuple[float, int]:
+        """`n` appends shared by the threads: (appends per second all told, failed)."""
+        append = self.mine.record if method == MCPSEC else self.bare
+        start = threading.Barrier(self.count)
+        times: list[tuple[float, float, int]] = []
+
+        def work(share: int) -> None:
+            start.wait(timeout=BARRIER_TIMEOUT)
+            began = time.monotonic()
+            failed = sum(not append("") for _ in range(share))
+            times.append((began, time.monotonic(), failed))
+
+        shares = [n // self.count + (i < n % self.count) for i in range(self.count)]
+        threads = [threading.Thread(target=work, args=(share,)) for share in shares]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        began, ended = min(t[0] for t in times), max(t[1] for t in times)
+        return n / (ended - began), sum(t[2] for t in times)
+
+    def close(self) -> None:
+        for bare in self.opened:  # each thread's connection; closed from here, as they exit
+            with suppress(sqlite3.ProgrammingError):
+                bare.close()
+
+
 @contextmanager
 def writers(target: Target, count: int) -> Iterator[Writers]:
     spawned = Writers(target, count)
@@ -281,12 +334,15 @@ class Throughput:
 class Pair:
     backend: str
     writers: int
+    how: str  # "process": one writer, or spawned processes; "threads": of one process
     mcpsec: Throughput
     bare: Throughput
 
     @property
     def mode(self) -> str:
-        return "1 writer" if self.writers == 1 else f"{self.writers} writers"
+        if self.writers == 1:
+            return "1 writer"
+        return f"{self.writers} {'threads' if self.how == 'threads' else 'procs'}"
 
     @property
     def ratio(self) -> float:
@@ -366,26 +422,35 @@ def first_body(target: Target) -> str:
 
 
 def measure(name: str, where: str, target: Target, args: argparse.Namespace) -> Backend:
-    """Single writer, then `--writers` spawned ones, then the chain walked once."""
+    """Single writer, then `--writers` threads of this process, then as many spawned
+    processes, then the chain walked once."""
     target = replace(target, body=first_body(target))
     mine = Appenders(target)  # this process's writer; its AuditLog verifies at the end
     try:
         ways = {way: _in_process(append) for way, append in mine.ways.items()}
         single = throughput(ways, args.n, args.rounds, WARMUP)
+        threads = Threads(target, mine, args.writers)
+        try:
+            ways = {way: _in_writers(threads, way) for way in (MCPSEC, BARE)}
+            threaded = throughput(ways, args.n, args.rounds, WARMUP * args.writers)
+        finally:
+            threads.close()
         with writers(target, args.writers) as spawned:
             ways = {way: _in_writers(spawned, way) for way in (MCPSEC, BARE)}
             multi = throughput(ways, args.n, args.rounds, WARMUP * args.writers)
+        runs = (single, threaded, multi)
         check = Check(
             mine.log.verify(),
-            1 + single[MCPSEC].appended + multi[MCPSEC].appended,
+            1 + sum(run[MCPSEC].appended for run in runs),
             mine.bare.count(),
-            single[BARE].appended + multi[BARE].appended,
+            sum(run[BARE].appended for run in runs),
         )
     finally:
         mine.close()
     pairs = (
-        Pair(name, 1, single[MCPSEC], single[BARE]),
-        Pair(name, args.writers, multi[MCPSEC], multi[BARE]),
+        Pair(name, 1, "process", single[MCPSEC], single[BARE]),
+        Pair(name, args.writers, "threads", threaded[MCPSEC], threaded[BARE]),
+        Pair(name, args.writers, "process", multi[MCPSEC], multi[BARE]),
     )
     return Backend(name, where, pairs, check)
 
@@ -394,7 +459,7 @@ def _in_process(append: Predicate) -> Timed:
     return lambda n: timed(append, "", n)
 
 
-def _in_writers(spawned: Writers, way: str) -> Timed:
+def _in_writers(spawned: Writers | Threads, way: str) -> Timed:
     return lambda n: spawned.run(way, n)
 
 
@@ -452,9 +517,9 @@ def render_table(report: Report) -> str:
     lines += [
         f"Python {platform.python_version()}; redis-py {redis.__version__}; {os.cpu_count()} CPUs",
         f"{report.rounds} rounds x {report.n} appends, order swapped every round, after "
-        f"{WARMUP} warm-up appends each way per writer; {report.writers} writers: spawned "
-        "processes sharing each round's appends, released by a barrier, timed from the "
-        "first start to the last end",
+        f"{WARMUP} warm-up appends each way per writer; {report.writers} threads of one "
+        f"process (one AuditLog), then {report.writers} spawned processes, sharing each "
+        "round's appends, released by a barrier, timed from the first start to the last end",
         "",
         head,
         "-" * len(head),
@@ -486,6 +551,7 @@ def render_json(report: Report) -> str:
     def pair(p: Pair) -> dict[str, Any]:
         return {
             "writers": p.writers,
+            "mode": p.mode,
             MCPSEC: way(p.mcpsec),
             BARE: way(p.bare),
             "ratio": round(p.ratio, 3),
@@ -520,7 +586,8 @@ def render_json(report: Report) -> str:
             b.name: {
                 "where": b.where,
                 "single": pair(b.pairs[0]),
-                "multi": pair(b.pairs[1]),
+                "threads": pair(b.pairs[1]),
+                "processes": pair(b.pairs[2]),
                 "verify": check(b.check),
             }
             for b in report.backends

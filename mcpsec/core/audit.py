@@ -22,8 +22,9 @@ import hashlib
 import hmac
 import json
 import os
+import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -62,6 +63,7 @@ EVENT_FIELDS: Final = (
 )
 _APPEND_DEADLINE: Final = 10.0  # seconds of chain contention before an append gives up
 _PAGE: Final = 1000
+_BATCH: Final = 64  # events appended in one round trip, at most
 
 
 class Outcome(StrEnum):
@@ -164,6 +166,25 @@ class AuditEvent:
         )
 
 
+@dataclass
+class _Waiting:
+    """One event queued for the thread appending for everyone (group commit)."""
+
+    event: dict[str, Any]  # what happened, with its time; the chain fields come later
+    wake: threading.Event = field(default_factory=threading.Event)
+    lead: bool = False  # this event's thread appends the queue now
+    stored: AuditEvent | None = None
+    error: MCPSecError | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.stored is not None or self.error is not None
+
+    def finish(self, *, stored: AuditEvent | None = None, error: MCPSecError | None = None) -> None:
+        self.stored, self.error = stored, error
+        self.wake.set()
+
+
 @dataclass(frozen=True)
 class EventFilter:
     types: tuple[str, ...] = ()
@@ -226,6 +247,9 @@ class AuditLog:
         self.clock = clock or SystemClock()
         self.failures: list[str] = []  # appends that failed while `required` is False
         self._last: tuple[str | None, int, str] | None = None  # (id, seq, mac) of our tail
+        self._lock = threading.Lock()
+        self._queue: list[_Waiting] = []  # events waiting to be appended, oldest first
+        self._appending = False  # whether a thread is appending the queue (see `record`)
 
     @property
     def store(self) -> Store:
@@ -253,25 +277,82 @@ class AuditLog:
             self.failures.append(f"{type}: {e.message}")
 
     def record(self, type: str, outcome: Outcome, **fields: Any) -> AuditEvent:
+        """Append one event and return it as stored; raises StoreError if it cannot be.
+
+        Group commit: the calling thread that finds nobody appending appends every queued
+        event, up to a batch per round trip, until its own is in, then hands the rest to the
+        next waiting thread; the others wait. Concurrent requests of one server thus share
+        round trips instead of racing each other for the chain's tail.
+        """
         event = _event_fields(type, outcome, {"actor": self.actor, **fields})
-        deadline = time.monotonic() + _APPEND_DEADLINE
-        while True:
-            after, seq, prev = self._tail()
-            body = {"v": VERSION, "seq": seq + 1, "time": self.clock.now(), **event, "prev": prev}
-            body["mac"] = self._mac(body)
-            result = self.store.log_append_after(
-                self.stream, body, after=after, maxlen=self.max_events, max_age=self.max_age
-            )
-            if result.appended is not None:
-                self._last = (result.appended.id, seq + 1, body["mac"])
-                try:
-                    self._to_sink(body, result.appended.id)
-                except StoreError as e:  # the event is stored: only the copy is missing
-                    self.failures.append(f"{type} (copy to the sink): {e.message}")
-                return AuditEvent.of(result.appended)
-            self._last = _link(result.last)
-            if time.monotonic() > deadline:
-                raise StoreError("the audit log is too busy to append to; try again")
+        waiting = _Waiting({"time": self.clock.now(), **event})
+        with self._lock:
+            self._queue.append(waiting)
+            if not self._appending:
+                self._appending = True
+                waiting.lead = True
+        while not waiting.finished:
+            if waiting.lead:
+                self._lead(waiting)
+            else:
+                waiting.wake.wait()
+        if waiting.error is not None:
+            raise waiting.error
+        assert waiting.stored is not None
+        return waiting.stored
+
+    def _lead(self, own: _Waiting) -> None:
+        """Append queued events, oldest first, until `own` is in; then pass the lead on."""
+        try:
+            while not own.finished:
+                with self._lock:
+                    batch = self._queue[:_BATCH]
+                    del self._queue[:_BATCH]
+                self._append_batch(batch)
+        finally:
+            with self._lock:
+                if self._queue:
+                    self._queue[0].lead = True
+                    self._queue[0].wake.set()
+                else:
+                    self._appending = False
+
+    def _append_batch(self, batch: list[_Waiting]) -> None:
+        """Chain `batch` to the log's tail and append it in one step, chaining again to
+        whatever another writer appended first; every waiter is told how it went."""
+        try:
+            deadline = time.monotonic() + _APPEND_DEADLINE
+            while True:
+                after, seq, prev = self._tail()
+                bodies = []
+                for n, waiting in enumerate(batch, 1):
+                    body = {"v": VERSION, "seq": seq + n, **waiting.event, "prev": prev}
+                    body["mac"] = prev = self._mac(body)
+                    bodies.append(body)
+                result = self.store.log_append_after(
+                    self.stream, bodies, after=after, maxlen=self.max_events, max_age=self.max_age
+                )
+                if result.ok:
+                    break
+                self._last = _link(result.last)
+                if time.monotonic() > deadline:
+                    raise StoreError("the audit log is too busy to append to; try again")
+        except BaseException as e:
+            failure = e if isinstance(e, MCPSecError) else StoreError(f"audit append failed: {e}")
+            for waiting in batch:
+                waiting.finish(error=failure)
+            if failure is e:
+                return  # told to every waiter; the next batch may fare better
+            raise
+        last = result.appended[-1]
+        self._last = (last.id, int(bodies[-1]["seq"]), str(bodies[-1]["mac"]))
+        try:
+            self._to_sink(result.appended)
+        except StoreError as e:  # the events are stored: only the copies are missing
+            types = ", ".join(dict.fromkeys(str(w.event["type"]) for w in batch))
+            self.failures.append(f"{types} (copy to the sink): {e.message}")
+        for waiting, entry in zip(batch, result.appended, strict=True):
+            waiting.finish(stored=AuditEvent.of(entry))
 
     def credential(self, value: str) -> str:
         """The keyed HMAC that names a credential in events without revealing it."""
@@ -382,15 +463,17 @@ class AuditLog:
         signed = {k: v for k, v in body.items() if k != "mac"}
         return hmac.new(self._key, canonical(signed), hashlib.sha256).hexdigest()
 
-    def _to_sink(self, body: Mapping[str, Any], entry_id: str) -> None:
-        """Also one JSON line in the sink file (0600), for shipping to a SIEM."""
+    def _to_sink(self, entries: Sequence[LogEntry]) -> None:
+        """Also one JSON line per event in the sink file (0600), for shipping to a SIEM."""
         if self.sink is None:
             return
-        line = json.dumps({"id": entry_id, **body}, separators=(",", ":")) + "\n"
+        lines = "".join(
+            json.dumps({"id": e.id, **e.fields}, separators=(",", ":")) + "\n" for e in entries
+        )
         try:
             fd = os.open(self.sink, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
-                os.write(fd, line.encode())
+                os.write(fd, lines.encode())
             finally:
                 os.close(fd)
         except OSError as e:

@@ -24,6 +24,7 @@ it gets its own new pair. The family ends when the first refresh token would hav
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import math
@@ -746,11 +747,19 @@ class AsyncTokens:
     async def verify(
         self, token: str, *, audience: str | None = None, permission: str | None = None
     ) -> TokenVerdict:
-        offline = self.tokens._verify_offline(token, audience, permission)
+        """Valid or not, and why, recorded in the audit log (in a worker thread, where
+        concurrent requests' events share round trips). Raises StoreError (never answers
+        valid) if the revocation check cannot be made."""
+        tokens = self.tokens
+        offline = tokens._verify_offline(token, audience, permission)
         if isinstance(offline, TokenVerdict):
-            return offline
-        marks = await self.tokens.store.get_marks_async(*_revocation_query(offline))
-        return _verify_verdict(offline, marks, permission)
+            verdict = offline
+        else:
+            marks = await tokens.store.get_marks_async(*_revocation_query(offline))
+            verdict = _verify_verdict(offline, marks, permission)
+        if tokens.audit is not NO_AUDIT:
+            await asyncio.to_thread(tokens._audit_verdict, token, verdict, permission)
+        return verdict
 
     async def aclose(self) -> None:
         """Close the store's asyncio connections of the running event loop."""

@@ -142,8 +142,12 @@ class LogEntry:
 
 @dataclass(frozen=True)
 class ChainedAppend:
-    appended: LogEntry | None  # None: another entry came after `after` first
+    appended: tuple[LogEntry, ...]  # in order; empty: another entry came after `after` first
     last: LogEntry | None  # then the stream's last entry now (None: the stream is empty)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.appended)
 
 
 @dataclass(frozen=True)
@@ -211,17 +215,19 @@ class Store(Protocol):
     def log_append_after(
         self,
         stream: str,
-        fields: Mapping[str, JSONValue],
+        entries: Sequence[Mapping[str, JSONValue]],
         *,
         after: str | None,
         maxlen: int | None = None,
         max_age: float | None = None,
     ) -> ChainedAppend:
-        """Append only if the stream's last entry is `after` (None: only to an empty stream).
+        """Append `entries`, in order, only if the stream's last entry is `after` (None: only
+        to an empty stream).
 
-        One atomic step: the way a hash chain stays whole with many writers. Otherwise
-        nothing is written and the stream's last entry is returned to chain to. `maxlen` and
-        `max_age` (seconds) let older entries be trimmed, approximately.
+        One atomic step: the way a hash chain stays whole with many writers, and several
+        events go in with one round trip (group commit). Otherwise nothing is written and
+        the stream's last entry is returned to chain to. `maxlen` and `max_age` (seconds)
+        let older entries be trimmed, approximately.
         """
         ...
 
@@ -454,6 +460,18 @@ def check_retention(maxlen: int | None, max_age: float | None = None) -> None:
     if maxlen is not None and (isinstance(maxlen, bool) or maxlen < 1):
         raise InvalidInputError("maxlen must be at least 1", field="maxlen")
     check_lifetime(max_age, field="max_age")
+
+
+MAX_BATCH: Final = 1000
+
+
+def check_batch(entries: Sequence[object]) -> None:
+    """A chained append writes at least one entry and a bounded number at once."""
+    if not 1 <= len(entries) <= MAX_BATCH:
+        raise InvalidInputError(
+            f"a chained append takes 1 to {MAX_BATCH} entries, got {len(entries)}",
+            field="entries",
+        )
 
 
 def check_limit(limit: int) -> int:

@@ -67,6 +67,7 @@ from mcpsec.store.interface import (
     UpdateStatus,
     _Keep,
     bucket_level,
+    check_batch,
     check_buckets,
     check_fields,
     check_id,
@@ -450,31 +451,35 @@ class RedisStore:
     def log_append_after(
         self,
         stream: str,
-        fields: Mapping[str, JSONValue],
+        entries: Sequence[Mapping[str, JSONValue]],
         *,
         after: str | None,
         maxlen: int | None = None,
         max_age: float | None = None,
     ) -> ChainedAppend:
         check_kind(stream)
+        check_batch(entries)
         if after is not None:
             _position(after)
         check_retention(maxlen, max_age)
-        body = codec.encode_document(fields)
+        bodies = [codec.encode_document(fields) for fields in entries]
         with self._errors():
             age_ms = str(_milliseconds(max_age)) if max_age is not None else ""
             reply = self._run(
                 "log_append_after",
                 [self._log_key(stream)],
                 after or "",
-                body,
                 str(maxlen) if maxlen is not None else "",
                 age_ms,
+                *bodies,
             )
         if reply[0] == "ok":
-            return ChainedAppend(_entry(reply[1], {LOG_FIELD: body}), None)
+            ids = reply[1:]
+            return ChainedAppend(
+                tuple(_entry(i, {LOG_FIELD: b}) for i, b in zip(ids, bodies, strict=True)), None
+            )
         last = _entry(reply[1], {LOG_FIELD: reply[2]}) if reply[1] else None
-        return ChainedAppend(None, last)
+        return ChainedAppend((), last)
 
     def log_read(
         self, stream: str, *, after: str | None = None, limit: int = 100, block: float = 0

@@ -54,6 +54,7 @@ from mcpsec.store.interface import (
     UpdateStatus,
     _Keep,
     bucket_level,
+    check_batch,
     check_buckets,
     check_fields,
     check_id,
@@ -295,16 +296,17 @@ class SqliteStore:
     def log_append_after(
         self,
         stream: str,
-        fields: Mapping[str, JSONValue],
+        entries: Sequence[Mapping[str, JSONValue]],
         *,
         after: str | None,
         maxlen: int | None = None,
         max_age: float | None = None,
     ) -> ChainedAppend:
         check_kind(stream)
+        check_batch(entries)
         expected = _seq(after) if after is not None else None
         check_retention(maxlen, max_age)
-        data = codec.encode_document(fields)
+        documents = [codec.encode_document(fields) for fields in entries]
         with self._write() as db:
             now = self.clock.now()
             row = db.execute(
@@ -313,9 +315,12 @@ class SqliteStore:
             ).fetchone()
             if (row[0] if row else None) != expected:
                 last = LogEntry(str(row[0]), row[1], codec.decode(row[2])) if row else None
-                return ChainedAppend(None, last)
-            seq = _append_row(db, stream, data, now, maxlen, max_age)
-        return ChainedAppend(LogEntry(str(seq), now, codec.decode(data)), None)
+                return ChainedAppend((), last)
+            appended = tuple(
+                LogEntry(str(_append_row(db, stream, data, now, maxlen, max_age)), now, fields)
+                for data, fields in zip(documents, map(codec.decode, documents), strict=True)
+            )
+        return ChainedAppend(appended, None)
 
     def log_read(
         self, stream: str, *, after: str | None = None, limit: int = 100, block: float = 0

@@ -7,18 +7,19 @@ import itertools
 import secrets
 import sqlite3
 import threading
+import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from mcpsec.core.audit import STREAM, AuditLog, Outcome, Verification
 from mcpsec.core.clock import ManualClock
-from mcpsec.core.errors import InvalidInputError, SecretError
+from mcpsec.core.errors import InvalidInputError, SecretError, StoreError
 from mcpsec.store import codec
-from mcpsec.store.interface import LogEntry, Store
+from mcpsec.store.interface import MAX_BATCH, JSONValue, LogEntry, Store
 from mcpsec.store.redis_store import LOG_FIELD, RedisStore
 
 from tests.contract.conftest import StoreTarget
@@ -133,51 +134,78 @@ def delete(target: StoreTarget, store: Store, entry_id: str) -> None:
 # -- log_append_after ----------------------------------------------------------------------
 
 
+def append_one(store: Store, fields: dict[str, JSONValue], after: str | None) -> LogEntry:
+    result = store.log_append_after("chain", [fields], after=after)
+    assert result.ok and len(result.appended) == 1
+    return result.appended[0]
+
+
 def test_append_after_none_goes_into_an_empty_stream(store: Store) -> None:
-    result = store.log_append_after("chain", {"n": 0}, after=None)
+    result = store.log_append_after("chain", [{"n": 0}], after=None)
     assert result.last is None
-    assert result.appended is not None
-    assert dict(result.appended.fields) == {"n": 0}
-    assert [e.id for e in read_all(store, "chain")] == [result.appended.id]
+    assert [dict(e.fields) for e in result.appended] == [{"n": 0}]
+    assert [e.id for e in read_all(store, "chain")] == [result.appended[0].id]
 
 
 def test_append_after_the_last_entry_goes_in(store: Store) -> None:
-    first = store.log_append_after("chain", {"n": 0}, after=None).appended
-    assert first is not None
-    second = store.log_append_after("chain", {"n": 1}, after=first.id).appended
-    assert second is not None
+    first = append_one(store, {"n": 0}, None)
+    second = append_one(store, {"n": 1}, first.id)
     assert [dict(e.fields) for e in read_all(store, "chain")] == [{"n": 0}, {"n": 1}]
     assert [e.id for e in read_all(store, "chain")] == [first.id, second.id]
 
 
+def test_a_batch_goes_in_whole_and_in_order(store: Store) -> None:
+    first = append_one(store, {"n": 0}, None)
+    batch = store.log_append_after("chain", [{"n": n} for n in range(1, 6)], after=first.id)
+    assert [e.fields["n"] for e in batch.appended] == [1, 2, 3, 4, 5]
+    stored = read_all(store, "chain")
+    assert [e.id for e in stored] == [first.id, *(e.id for e in batch.appended)]
+    assert [e.fields["n"] for e in stored] == [0, 1, 2, 3, 4, 5]
+    # The next one chains to the batch's last entry, and only to it.
+    assert not store.log_append_after("chain", [{"n": 9}], after=batch.appended[-2].id).ok
+    append_one(store, {"n": 6}, batch.appended[-1].id)
+
+
+def test_a_conflicting_batch_writes_nothing(store: Store) -> None:
+    first = append_one(store, {"n": 0}, None)
+    append_one(store, {"n": 1}, first.id)
+    stale = store.log_append_after("chain", [{"n": "a"}, {"n": "b"}], after=first.id)
+    assert stale.appended == ()
+    assert [e.fields["n"] for e in read_all(store, "chain")] == [0, 1]
+
+
+@pytest.mark.parametrize("count", [0, MAX_BATCH + 1])
+def test_an_empty_or_oversized_batch_is_refused(store: Store, count: int) -> None:
+    with pytest.raises(InvalidInputError):
+        store.log_append_after("chain", [{"n": n} for n in range(count)], after=None)
+    assert read_all(store, "chain") == []
+
+
 def test_a_conflict_writes_nothing_and_returns_the_last_entry(store: Store) -> None:
-    first = store.log_append_after("chain", {"n": 0}, after=None).appended
-    assert first is not None
-    second = store.log_append_after("chain", {"n": 1}, after=first.id).appended
-    assert second is not None
+    first = append_one(store, {"n": 0}, None)
+    second = append_one(store, {"n": 1}, first.id)
 
     # Another writer came first: after=None on a stream that is no longer empty ...
-    lost = store.log_append_after("chain", {"n": "lost"}, after=None)
-    assert lost.appended is None
+    lost = store.log_append_after("chain", [{"n": "lost"}], after=None)
+    assert not lost.ok
     assert lost.last is not None
     assert (lost.last.id, dict(lost.last.fields)) == (second.id, {"n": 1})
     # ... or after an entry that is no longer the last one.
-    stale = store.log_append_after("chain", {"n": "stale"}, after=first.id)
-    assert stale.appended is None
+    stale = store.log_append_after("chain", [{"n": "stale"}], after=first.id)
+    assert not stale.ok
     assert stale.last is not None
     assert (stale.last.id, dict(stale.last.fields)) == (second.id, {"n": 1})
 
     assert [dict(e.fields) for e in read_all(store, "chain")] == [{"n": 0}, {"n": 1}]
     # Chaining to what the conflict returned works.
-    third = store.log_append_after("chain", {"n": 2}, after=stale.last.id).appended
-    assert third is not None
+    append_one(store, {"n": 2}, stale.last.id)
     assert [e.fields["n"] for e in read_all(store, "chain")] == [0, 1, 2]
 
 
 @pytest.mark.parametrize("after", ["garbage", "1-x", "-"])
 def test_a_position_the_store_never_wrote_is_refused(store: Store, after: str) -> None:
     with pytest.raises(InvalidInputError):
-        store.log_append_after("chain", {"n": 0}, after=after)
+        store.log_append_after("chain", [{"n": 0}], after=after)
     assert read_all(store, "chain") == []
 
 
@@ -187,9 +215,9 @@ def test_maxlen_trims_the_oldest_and_never_the_newest(
     after: str | None = None
     appended: list[str] = []
     for n in range(300):
-        result = store.log_append_after("chain", {"n": n}, after=after, maxlen=10)
-        assert result.appended is not None, n
-        after = result.appended.id
+        result = store.log_append_after("chain", [{"n": n}], after=after, maxlen=10)
+        assert result.ok, n
+        after = result.appended[0].id
         appended.append(after)
     entries = read_all(store, "chain")
     numbers = [e.fields["n"] for e in entries]
@@ -423,6 +451,85 @@ def test_verify_since_still_checks_the_chain_before_it(
 
 
 # -- concurrency ------------------------------------------------------------------------------
+
+
+class CountingStore:
+    """The store, with every chained append's batch size noted; the first append waits
+    until `hold` more events are queued, so that they must go in together."""
+
+    def __init__(self, store: Store, hold: int) -> None:
+        self.store, self.hold, self.batches = store, hold, list[int]()
+        self.log: AuditLog | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def log_append_after(self, stream: str, entries: Any, **options: Any) -> Any:
+        if not self.batches and self.log is not None:
+            deadline = time.monotonic() + 30
+            while len(self.log._queue) < self.hold and time.monotonic() < deadline:
+                time.sleep(0.001)
+        self.batches.append(len(entries))
+        return self.store.log_append_after(stream, entries, **options)
+
+
+def test_threads_sharing_one_log_append_together(store: Store, key: bytes) -> None:
+    """Group commit: events queued while one thread appends go in with its next round
+    trip, chained in the order they were queued, and every thread gets its own event."""
+    threads, per_thread = 8, 50
+    counting = CountingStore(store, hold=threads - 1)
+    log = AuditLog(cast(Store, counting), key)
+    counting.log = log
+    barrier = threading.Barrier(threads)
+
+    def work(t: int) -> list[int]:
+        barrier.wait(timeout=30)
+        return [
+            log.record("key.verified", Outcome.ALLOWED, details={"t": t, "n": n}).seq
+            for n in range(per_thread)
+        ]
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        seqs = [f.result(timeout=120) for f in [pool.submit(work, t) for t in range(threads)]]
+
+    result = AuditLog(store, key).verify()
+    assert result.intact, result
+    assert (result.total, result.valid) == (400, 400)
+    assert sum(counting.batches) == 400
+    # The first append held the others back: all of them (and perhaps the first thread's
+    # next event) went in with the second round trip.
+    assert counting.batches[0] == 1 and counting.batches[1] >= threads - 1
+    assert len(counting.batches) < 400
+    events = {e.seq: e for e in AuditLog(store, key).events()}
+    for t, mine in enumerate(seqs):  # each thread got back its own events, in its order
+        assert mine == sorted(mine)
+        assert [events[s].details for s in mine] == [{"t": t, "n": n} for n in range(per_thread)]
+
+
+def test_a_failed_batch_fails_every_waiter_and_the_next_batch_goes_in(
+    store: Store, key: bytes
+) -> None:
+    class Failing(CountingStore):
+        def log_append_after(self, stream: str, entries: Any, **options: Any) -> Any:
+            if len(self.batches) == 1:  # the second append: the held-back batch
+                self.batches.append(len(entries))
+                raise StoreError("the store is unavailable")
+            return super().log_append_after(stream, entries, **options)
+
+    failing = Failing(store, hold=3)
+    log = AuditLog(cast(Store, failing), key)
+    failing.log = log
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = [
+            pool.submit(log.record, "rate.reset", Outcome.ALLOWED, subject=f"s{n}")
+            for n in range(4)
+        ]
+        outcomes = [f.exception(timeout=60) for f in futures]
+    assert sum(isinstance(o, StoreError) for o in outcomes) == 3
+    assert failing.batches[:2] == [1, 3]
+    log.record("rate.reset", Outcome.ALLOWED, subject="after")
+    result = AuditLog(store, key).verify()
+    assert result.intact and result.total == 2
 
 
 def test_concurrent_writers_keep_one_chain(store: Store, key: bytes) -> None:

@@ -19,6 +19,7 @@ import jwt
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mcpsec.core.audit import AuditLog
 from mcpsec.core.clock import ManualClock, to_datetime
 from mcpsec.core.errors import InvalidInputError, MCPSecError, StoreError, StoreUnavailableError
 from mcpsec.core.rbac import SEED_PERMISSIONS
@@ -620,6 +621,39 @@ def test_async_tokens_follow_the_same_rules(tokens: Tokens) -> None:
             await wrapped.aclose()
 
     assert asyncio.run(scenario()) == (True, Reason.REVOKED)
+
+
+def test_async_verify_records_each_verdict_in_the_audit_log(
+    store: Store, keys: TokenKeys, clock: ManualClock
+) -> None:
+    """A server's verdicts are audited like the CLI's: valid, revoked, and a malformed
+    token named only by its keyed HMAC; concurrent verifications all land in one chain."""
+    log = AuditLog(store, b"a" * 32, actor="server")
+    tokens = Tokens(store, keys, audience=AUD, clock=clock, audit=log)
+
+    async def scenario() -> tuple[str, str]:
+        wrapped = AsyncTokens(tokens)
+        try:
+            minted = await wrapped.mint("alice", roles=["user"])
+            await asyncio.gather(*(wrapped.verify(minted.access_token) for _ in range(5)))
+            await wrapped.revoke(minted.access_token)
+            await wrapped.verify(minted.access_token)
+            await wrapped.verify("not.a.token")
+            return minted.jti, minted.access_token
+        finally:
+            await wrapped.aclose()
+
+    jti, access_token = asyncio.run(scenario())
+    verdicts = [e for e in log.events() if e.type == "token.verified"]
+    assert [(e.outcome, e.reason) for e in verdicts] == [
+        *[("allowed", None)] * 5,
+        ("denied", Reason.REVOKED.value),
+        ("denied", Reason.MALFORMED.value),
+    ]
+    assert {e.jti for e in verdicts[:6]} == {jti}
+    assert verdicts[-1].credential == log.credential("not.a.token")
+    assert log.verify().intact
+    assert access_token not in repr(list(log.events()))
 
 
 # --- property: any subject and grants round-trip -----------------------------------------------
