@@ -448,7 +448,8 @@ class AuditLog:
         if body["seq"] == seq + 1 and body.get("prev") == mac:
             return None
         if body["seq"] > seq + 1:
-            return f"{body['seq'] - seq - 1} event(s) before it are missing: deleted"
+            gap = body["seq"] - seq - 1
+            return f"{gap} event(s) before it are missing: deleted, or moved (reordered)"
         return "it does not follow the event before it: reordered or inserted"
 
     # -- plumbing --------------------------------------------------------------------------

@@ -331,7 +331,7 @@ def test_two_swapped_events_are_caught(
     bodies[2], bodies[3] = bodies[3], bodies[2]
     entries = rewrite(store_target, store, bodies)
     result = log.verify()
-    assert_broken(result, entries[2].id)
+    assert_broken(result, entries[2].id, "moved (reordered)")
     assert result.valid == 2
 
 
