@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 $(BIN)/mcpsec: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,dev]'
+	$(BIN)/python -m pip install -q -e '.[test,dev,server]'
 	touch $@
 
 test: lint typecheck pytest

@@ -26,10 +26,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Final, Protocol
 
 from mcpsec.core.clock import Clock, SystemClock, to_datetime
@@ -116,6 +118,27 @@ def audited(audit: Audit, type: str, **fields: Any) -> Iterator[None]:
 
 
 NO_AUDIT: Final = NoAudit()
+
+# What a server knows about the request being served (client, tool, request id, actor):
+# added to every event recorded while serving it, including the core's own verdicts.
+_REQUEST: ContextVar[Mapping[str, Any]] = ContextVar(
+    "mcpsec_audit_request", default=MappingProxyType({})
+)
+REQUEST_FIELDS: Final = frozenset({"actor", "client", "tool", "request_id"})
+
+
+@contextmanager
+def request_context(**fields: Any) -> Iterator[None]:
+    """Events recorded inside carry these request fields (unless the event names its own)."""
+    unknown = sorted(set(fields) - REQUEST_FIELDS)
+    if unknown:
+        raise InvalidInputError(f"request context has no field {unknown[0]!r}")
+    given = {k: v for k, v in fields.items() if v is not None}
+    token = _REQUEST.set({**_REQUEST.get(), **given})
+    try:
+        yield
+    finally:
+        _REQUEST.reset(token)
 
 
 @dataclass(frozen=True)
@@ -284,7 +307,7 @@ class AuditLog:
         next waiting thread; the others wait. Concurrent requests of one server thus share
         round trips instead of racing each other for the chain's tail.
         """
-        event = _event_fields(type, outcome, {"actor": self.actor, **fields})
+        event = _event_fields(type, outcome, {"actor": self.actor, **_REQUEST.get(), **fields})
         waiting = _Waiting({"time": self.clock.now(), **event})
         with self._lock:
             self._queue.append(waiting)

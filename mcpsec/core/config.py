@@ -57,7 +57,10 @@ ENV_VARS: dict[str, str] = {
     "audit.required": "MCPSEC_AUDIT_REQUIRED",
     "rate.fail_open": "MCPSEC_RATE_FAIL_OPEN",
     "rate.default_role": "MCPSEC_RATE_DEFAULT_ROLE",
+    "server.resource": "MCPSEC_SERVER_RESOURCE",
+    "server.authorization_servers": "MCPSEC_SERVER_AUTHORIZATION_SERVERS",
 }
+SERVER_TABLES = frozenset({"server.tools", "server.tool_costs"})  # [server.tools] name = ...
 SECRET_SETTINGS = frozenset({"tokens.secret", "audit.key"})
 FILE_ONLY_FORBIDDEN = frozenset(
     {"tokens.secret", "audit.key"}
@@ -116,6 +119,11 @@ SETTING_HELP: dict[str, str] = {
     "whose roles has one (default `guest`).",
     "keys.default_ttl": "How long a new API key lives when `keys create` is given no `--ttl`, "
     "like `90d`, or `never` (default `90d`).",
+    "server.resource": "The protected MCP server's resource URI (RFC 8707), like "
+    "`https://mcp.example.com/mcp`: the audience its tokens must carry and the `resource` of "
+    "its RFC 9728 metadata (default: `tokens.audience`).",
+    "server.authorization_servers": "The OAuth authorization servers that issue its tokens, "
+    "comma-separated URLs, for the RFC 9728 metadata (default: `tokens.issuer` when it is a URL).",
 }
 
 
@@ -157,6 +165,17 @@ class KeySettings:
 
 
 @dataclass(frozen=True)
+class ServerSettings:
+    """How `mcpsec.server` guards an MCP server: `[server]`, `[server.tools]` (tool =
+    permission) and `[server.tool_costs]` (tool = rate-limit tokens a call costs)."""
+
+    resource: str | None = None
+    authorization_servers: tuple[str, ...] = ()
+    tools: Mapping[str, str] = field(default_factory=dict)
+    tool_costs: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Settings:
     config_path: Path
     config_found: bool
@@ -167,6 +186,7 @@ class Settings:
     sources: Mapping[str, str] = field(default_factory=dict)
     rate: RatePolicy = field(default_factory=RatePolicy)
     audit: AuditSettings = field(default_factory=lambda: AuditSettings(Path("audit.key")))
+    server: ServerSettings = field(default_factory=ServerSettings)
 
     def source_of(self, name: str) -> str:
         return self.sources.get(name, "default")
@@ -273,6 +293,9 @@ def _flatten(document: Mapping[str, Any], path: Path) -> dict[str, Any]:
             if name == "rate.roles":  # [rate.roles.<role>] tables: see mcpsec.core.rate_config
                 flat[name] = parse_rate_tables(value, f"config file {path}")
                 continue
+            if name in SERVER_TABLES:
+                flat[name] = _server_table(name, value, path)
+                continue
             if name not in ENV_VARS or name in FILE_ONLY_FORBIDDEN:
                 raise ConfigError(f"config file {path}: unknown setting `{key}` in [{section}]")
             flat[name] = value
@@ -362,7 +385,55 @@ def _build(path: Path, found: bool, merged: dict[str, Any], sources: dict[str, s
         if "audit.required" in merged
         else True,
     )
-    return Settings(path, found, store, tokens, keys, roles, sources, rate, audit)
+    servers = optional("server.authorization_servers")
+    server = ServerSettings(
+        resource=checked("server.resource", check_audience, None) or tokens.audience,
+        authorization_servers=_checked(_urls, servers, "server.authorization_servers", sources)
+        if servers
+        else _default_authorization_servers(tokens.issuer),
+        tools=merged.get("server.tools", {}),
+        tool_costs=merged.get("server.tool_costs", {}),
+    )
+    return Settings(path, found, store, tokens, keys, roles, sources, rate, audit, server)
+
+
+def _server_table(name: str, value: Any, path: Path) -> dict[str, Any]:
+    """[server.tools]: tool = "resource:action"; [server.tool_costs]: tool = tokens (> 0)."""
+    from mcpsec.core.rbac import check_permission
+    from mcpsec.store.interface import check_id
+
+    where = f"config file {path}: [{name}]"
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a table of tool = value")
+    table: dict[str, Any] = {}
+    for tool, setting in value.items():
+        try:
+            check_id(tool, "tool")
+            if name == "server.tools":
+                if not isinstance(setting, str):
+                    raise InvalidInputError("the permission must be a string like files:write")
+                table[tool] = check_permission(setting)
+            else:
+                if isinstance(setting, bool) or not isinstance(setting, int | float):
+                    raise InvalidInputError("the cost must be a number of tokens")
+                if not 0 < setting <= 1_000_000:
+                    raise InvalidInputError("the cost must be more than 0 and at most 1000000")
+                table[tool] = float(setting)
+        except InvalidInputError as e:
+            raise ConfigError(f"{where} `{tool}`: {e.message}") from None
+    return table
+
+
+def _urls(value: str) -> tuple[str, ...]:
+    urls = tuple(u.strip() for u in value.split(",") if u.strip())
+    for url in urls:
+        if not url.startswith(("https://", "http://")) or any(c.isspace() for c in url):
+            raise InvalidInputError(f"{url!r} is not an http(s) URL")
+    return urls
+
+
+def _default_authorization_servers(issuer: str) -> tuple[str, ...]:
+    return (issuer,) if issuer.startswith(("https://", "http://")) else ()
 
 
 def _count(value: str) -> int | None:
@@ -466,6 +537,12 @@ def redacted(settings: Settings) -> dict[str, Any]:
             "max_age": settings.audit.max_age,
             "sink": str(settings.audit.sink) if settings.audit.sink else None,
             "required": settings.audit.required,
+        },
+        "server": {
+            "resource": settings.server.resource,
+            "authorization_servers": list(settings.server.authorization_servers),
+            "tools": dict(sorted(settings.server.tools.items())),
+            "tool_costs": dict(sorted(settings.server.tool_costs.items())),
         },
         "rate": {
             "fail_open": settings.rate.fail_open,
