@@ -10,7 +10,7 @@ _mcpsec_spec() {
     _mcpsec_subs='' _mcpsec_opts='' _mcpsec_valued='' _mcpsec_argwords='' _mcpsec_argfiles=0
     case "$1" in
         'mcpsec')
-            _mcpsec_subs='audit authz config doctor jwks keys pkce rate roles signing-key token'
+            _mcpsec_subs='audit authz config doctor jwks keys pkce prm rate roles signing-key token'
             _mcpsec_opts='--config --help --json --no-color --quiet --store --verbose --version -h -q -v'
             _mcpsec_valued='--config --store'
             _mcpsec_argwords='' _mcpsec_argfiles=0
@@ -175,6 +175,18 @@ _mcpsec_spec() {
             _mcpsec_subs=''
             _mcpsec_opts='--challenge --help --json --method --quiet --verifier -h -q'
             _mcpsec_valued='--challenge --method --verifier'
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec prm')
+            _mcpsec_subs='generate'
+            _mcpsec_opts='--help -h'
+            _mcpsec_valued=''
+            _mcpsec_argwords='' _mcpsec_argfiles=0
+            ;;
+        'mcpsec prm generate')
+            _mcpsec_subs=''
+            _mcpsec_opts='--authorization-server --help --json --name --quiet --resource --scope -h -q'
+            _mcpsec_valued='--authorization-server --name --resource --scope'
             _mcpsec_argwords='' _mcpsec_argfiles=0
             ;;
         'mcpsec rate')

@@ -6,7 +6,7 @@
 function __mcpsec_subcommands --argument-names path
     switch $path
         case 'mcpsec'
-            printf '%s\n' audit authz config doctor jwks keys pkce rate roles signing-key token
+            printf '%s\n' audit authz config doctor jwks keys pkce prm rate roles signing-key token
         case 'mcpsec audit'
             printf '%s\n' export hash report tail verify
         case 'mcpsec authz'
@@ -17,6 +17,8 @@ function __mcpsec_subcommands --argument-names path
             printf '%s\n' check create list revoke rotate show update verify
         case 'mcpsec pkce'
             printf '%s\n' challenge generate verify
+        case 'mcpsec prm'
+            printf '%s\n' generate
         case 'mcpsec rate'
             printf '%s\n' check list override policies reset show watch
         case 'mcpsec rate override'
@@ -61,6 +63,8 @@ function __mcpsec_valued --argument-names path
             printf '%s\n' --length --method
         case 'mcpsec pkce verify'
             printf '%s\n' --challenge --method --verifier
+        case 'mcpsec prm generate'
+            printf '%s\n' --authorization-server --name --resource --scope
         case 'mcpsec rate check'
             printf '%s\n' --capacity --cost --refill --role -r
         case 'mcpsec rate list'
@@ -126,6 +130,7 @@ complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a doctor -d 'Check that config, se
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a jwks -d 'Print the public JWK Set (RFC 7517) of every asymmetric key that is not retired.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a keys -d 'Issue, verify, rotate, revoke and list API keys.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a pkce -d 'PKCE (RFC 7636) code verifiers and challenges for OAuth clients.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a prm -d 'OAuth protected resource metadata (RFC 9728) for an MCP server.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a rate -d 'Show, list, test, reset and override rate-limit buckets.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a roles -d 'The roles in effect (from config, or the built-in set) and what they grant.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec"' -a signing-key -d 'Create, list, rotate and retire the keys that sign tokens.'
@@ -319,6 +324,19 @@ complete -c mcpsec -n '__mcpsec_at "mcpsec pkce verify"' -l method -x -a 'S256 p
 complete -c mcpsec -n '__mcpsec_at "mcpsec pkce verify"' -l json -d 'Print one JSON document on stdout (for scripts).'
 complete -c mcpsec -n '__mcpsec_at "mcpsec pkce verify"' -s q -l quiet -d 'Print only the essential value, nothing else.'
 complete -c mcpsec -n '__mcpsec_at "mcpsec pkce verify"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec prm
+complete -c mcpsec -n '__mcpsec_at "mcpsec prm"' -a generate -d 'Print the RFC 9728 document and the WWW-Authenticate value a server sends on 401.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec prm"' -s h -l help -d 'Show this message and exit.'
+
+# mcpsec prm generate
+complete -c mcpsec -n '__mcpsec_at "mcpsec prm generate"' -l resource -x -d 'The server\'s resource URI, like https://mcp.example.com/mcp (default: server.resource).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec prm generate"' -l authorization-server -x -d 'An authorization server that issues its tokens; repeat for more (default: server.authorization_servers).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec prm generate"' -l scope -x -d 'A scope the server understands; repeat for more (default: the permissions in [server.tools]).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec prm generate"' -l name -x -d 'A human-readable name for the resource.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec prm generate"' -l json -d 'Print one JSON document on stdout (for scripts).'
+complete -c mcpsec -n '__mcpsec_at "mcpsec prm generate"' -s q -l quiet -d 'Print only the essential value, nothing else.'
+complete -c mcpsec -n '__mcpsec_at "mcpsec prm generate"' -s h -l help -d 'Show this message and exit.'
 
 # mcpsec rate
 complete -c mcpsec -n '__mcpsec_at "mcpsec rate"' -a check -d 'Take COST tokens, as a server would for one request: exit 0 allowed, 1 limited. If the store cannot be reached, the answer follows rate.fail_open and says so.'

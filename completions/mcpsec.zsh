@@ -31,6 +31,7 @@ _mcpsec() {
         'jwks:Print the public JWK Set (RFC 7517) of every asymmetric key that is not retired.'
         'keys:Issue, verify, rotate, revoke and list API keys.'
         'pkce:PKCE (RFC 7636) code verifiers and challenges for OAuth clients.'
+        'prm:OAuth protected resource metadata (RFC 9728) for an MCP server.'
         'rate:Show, list, test, reset and override rate-limit buckets.'
         'roles:The roles in effect (from config, or the built-in set) and what they grant.'
         'signing-key:Create, list, rotate and retire the keys that sign tokens.'
@@ -48,6 +49,7 @@ _mcpsec() {
         jwks) _mcpsec_jwks && ret=0 ;;
         keys) _mcpsec_keys && ret=0 ;;
         pkce) _mcpsec_pkce && ret=0 ;;
+        prm) _mcpsec_prm && ret=0 ;;
         rate) _mcpsec_rate && ret=0 ;;
         roles) _mcpsec_roles && ret=0 ;;
         signing-key) _mcpsec_signing_key && ret=0 ;;
@@ -458,6 +460,45 @@ _mcpsec_pkce_verify() {
     '--verifier=[The code verifier; `-` reads stdin.]:VERIFIER|-: ' \
     '--challenge=[The challenge to check it against.]:CHALLENGE: ' \
     '--method=[Challenge method. plain exists only for clients that cannot hash; avoid it.]:S256|plain:(S256 plain)' \
+    '--json[Print one JSON document on stdout (for scripts).]' \
+    '(-q --quiet)-q[Print only the essential value, nothing else.]' \
+    '(-q --quiet)--quiet[Print only the essential value, nothing else.]' \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]'
+}
+
+_mcpsec_prm() {
+  local curcontext="$curcontext" state state_descr line ret=1
+  typeset -A opt_args
+  _arguments -C -s \
+    '(-h --help)-h[Show this message and exit.]' \
+    '(-h --help)--help[Show this message and exit.]' \
+    '1: :->command' \
+    '*:: :->argument' && ret=0
+  case $state in
+    command)
+      local -a commands
+      commands=(
+        'generate:Print the RFC 9728 document and the WWW-Authenticate value a server sends on 401.'
+      )
+      _describe -t commands 'mcpsec prm command' commands && ret=0
+      ;;
+    argument)
+      curcontext="${curcontext%:*:*}:mcpsec-prm-$words[1]:"
+      case $words[1] in
+        generate) _mcpsec_prm_generate && ret=0 ;;
+      esac
+      ;;
+  esac
+  return ret
+}
+
+_mcpsec_prm_generate() {
+  _arguments -s \
+    '--resource=[The server'\''s resource URI, like https\://mcp.example.com/mcp (default\: server.resource).]:URI: ' \
+    '--authorization-server=[An authorization server that issues its tokens; repeat for more (default\: server.authorization_servers).]:URL: ' \
+    '--scope=[A scope the server understands; repeat for more (default\: the permissions in \[server.tools\]).]:S: ' \
+    '--name=[A human-readable name for the resource.]:TEXT: ' \
     '--json[Print one JSON document on stdout (for scripts).]' \
     '(-q --quiet)-q[Print only the essential value, nothing else.]' \
     '(-q --quiet)--quiet[Print only the essential value, nothing else.]' \

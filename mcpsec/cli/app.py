@@ -36,6 +36,7 @@ class RootGroup(MCPSecGroup):
         "authz": "mcpsec.cli.authz:app",
         "rate": "mcpsec.cli.rate:app",
         "audit": "mcpsec.cli.audit:app",
+        "prm": "mcpsec.cli.prm:app",
     }
 
 

@@ -62,6 +62,7 @@ BAD_INPUT = {
     ("audit", "export"): ["--since", "1h", "--format", "xml"],
     ("audit", "report"): ["--since", "soon"],
     ("authz", "check"): ["--permission", "files:read", "--token", "a.b.c", "--key", "mcp_x"],
+    ("prm", "generate"): ["--resource", "http://example.com/mcp", "--authorization-server", "x"],
 }
 
 
