@@ -1,0 +1,208 @@
+"""mcpsec.server's Guard on every backend: who a bearer credential speaks for, whether a tool
+call may go ahead (permission, then rate budget), and the audited decision."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from mcpsec.core.audit import AuditEvent, request_context
+from mcpsec.core.authz import CredentialKind
+from mcpsec.core.config import Settings, load_settings
+from mcpsec.server.guard import Guard, Principal, rate_headers
+from mcpsec.store import Store, open_store
+
+RESOURCE = "https://mcp.example.com/mcp"
+T = TypeVar("T")
+CONFIG = """
+[server.tools]
+write_file = "files:write"
+get_weather = "weather:read"
+
+[server.tool_costs]
+expensive = 2
+
+[rate.roles.guest]
+capacity = 3
+refill_per_second = 0.01
+
+[rate.roles.user]
+capacity = 100
+refill_per_second = 1
+"""
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    config = tmp_path / "config.toml"
+    config.write_text(CONFIG)
+    environ = {
+        "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+        "MCPSEC_JWT_SECRET": "s" * 48,
+        "MCPSEC_AUDIT_KEY": "a" * 48,
+        "MCPSEC_SERVER_RESOURCE": RESOURCE,
+        "MCPSEC_JWT_AUDIENCE": RESOURCE,
+    }
+    return load_settings(environ, config_path=config)
+
+
+@pytest.fixture
+def guard(settings: Settings, store: Store) -> Guard:
+    return Guard.from_settings(settings, store)
+
+
+def run(guard: Guard, work: Awaitable[T]) -> T:
+    """One event loop per call: close the store's asyncio connections of that loop after."""
+
+    async def body() -> T:
+        try:
+            return await work
+        finally:
+            await guard.tokens.aclose()
+
+    return asyncio.run(body())
+
+
+def tool_events(guard: Guard) -> list[AuditEvent]:
+    return [e for e in guard.audit.events() if e.type == "tool.called"]
+
+
+def test_an_api_key_speaks_for_its_owner_with_its_effective_permissions(guard: Guard) -> None:
+    created = guard.api_keys.keys.create("bot", owner="alice", roles=["user"])
+    principal = run(guard, guard.authenticate(created.api_key))
+    assert principal is not None
+    assert (principal.name, principal.kind, principal.key_id) == (
+        "alice",
+        CredentialKind.KEY,
+        created.key_id,
+    )
+    assert {"weather:read", "files:read"} <= principal.permissions
+    assert "files:write" not in principal.permissions
+    guard.api_keys.keys.revoke(created.key_id)
+    assert run(guard, guard.authenticate(created.api_key)) is None
+    assert run(guard, guard.authenticate("mcp_not_a_key")) is None
+
+
+def test_a_token_speaks_for_its_subject_only_with_this_servers_audience(guard: Guard) -> None:
+    tokens = guard.tokens.tokens
+    minted = tokens.mint("bob", roles=["premium"], refresh=False)
+    principal = run(guard, guard.authenticate(minted.access_token))
+    assert principal is not None
+    assert (principal.name, principal.kind, principal.jti) == (
+        "bob",
+        CredentialKind.TOKEN,
+        minted.jti,
+    )
+    assert "files:write" in principal.permissions and principal.expires_at is not None
+    elsewhere = tokens.mint("bob", roles=["premium"], audience="https://other.example/mcp")
+    assert run(guard, guard.authenticate(elsewhere.access_token)) is None
+    tokens.revoke_subject("bob")
+    assert run(guard, guard.authenticate(minted.access_token)) is None
+
+
+def test_a_missing_permission_is_refused_without_spending_rate_budget(guard: Guard) -> None:
+    guest = Principal("carol", CredentialKind.KEY, frozenset({"weather:read"}), ("guest",))
+    for _ in range(5):
+        refused = run(guard, guard.admit(guest, "write_file"))
+        assert (refused.allowed, refused.reason, refused.permission) == (
+            False,
+            "insufficient_scope",
+            "files:write",
+        )
+        assert refused.rate is None
+    # The guest's whole budget of 3 is still there.
+    admitted = [run(guard, guard.admit(guest, "get_weather")).allowed for _ in range(4)]
+    assert admitted == [True, True, True, False]
+
+
+def test_a_tool_costs_what_the_config_says_and_the_limit_answers_with_headers(
+    guard: Guard,
+) -> None:
+    guest = Principal("dave", CredentialKind.KEY, frozenset(), ("guest",))
+    first = run(guard, guard.admit(guest, "expensive"))  # costs 2 of 3
+    assert first.allowed and first.rate is not None and first.rate.remaining == 1
+    second = run(guard, guard.admit(guest, "expensive"))
+    assert (second.allowed, second.reason) == (False, "rate_limited")
+    assert second.rate is not None
+    headers = rate_headers(second.rate)
+    # One token short at 0.01 tokens/s: a retry could pass in 100 s, not sooner.
+    assert headers["Retry-After"] == "100"
+    assert headers["RateLimit-Policy"] == '"role:guest";q=3;w=300'
+    assert headers["RateLimit"].startswith('"role:guest";r=1;t=')
+    assert "Retry-After" not in rate_headers(first.rate)
+
+
+def test_the_most_generous_role_sets_the_limit(guard: Guard) -> None:
+    both = Principal("erin", CredentialKind.TOKEN, frozenset(), ("guest", "user"))
+    decision = run(guard, guard.admit(both, "anything"))
+    assert decision.rate is not None and (decision.rate.limit, decision.rate.policy) == (
+        100,
+        "role:user",
+    )
+
+
+def test_every_decision_is_one_audited_event_with_the_request(guard: Guard) -> None:
+    guest = Principal(
+        "frank", CredentialKind.KEY, frozenset({"weather:read"}), ("guest",), key_id="k1"
+    )
+
+    async def calls() -> None:
+        with request_context(client="10.0.0.7", tool="get_weather", request_id="7"):
+            await guard.admit(guest, "get_weather")
+        with request_context(client="10.0.0.7", request_id="8"):
+            await guard.admit(guest, "write_file")
+
+    run(guard, calls())
+    events = tool_events(guard)
+    assert [(e.outcome, e.tool, e.reason, e.request_id, e.client) for e in events] == [
+        ("allowed", "get_weather", None, "7", "10.0.0.7"),
+        ("denied", "write_file", "insufficient_scope", "8", "10.0.0.7"),
+    ]
+    assert all((e.subject, e.actor, e.key_id) == ("frank", "frank", "k1") for e in events)
+    assert guard.audit.verify().intact
+
+
+@pytest.mark.parametrize(
+    ("name", "identity"),
+    [
+        ("alice", "alice"),
+        ("svc:reports@example.com", "svc:reports@example.com"),
+        ("Alice Smith", None),
+        ("{braces}", None),
+    ],
+)
+def test_the_rate_identity_is_the_name_or_a_hash_of_it(name: str, identity: str | None) -> None:
+    principal = Principal(name, CredentialKind.TOKEN, frozenset())
+    if identity is not None:
+        assert principal.rate_identity == identity
+    else:
+        assert principal.rate_identity.startswith("sub-") and len(principal.rate_identity) == 20
+
+
+def test_the_requires_decorator_registers_the_tool(guard: Guard) -> None:
+    @guard.requires("admin:users")
+    def list_users() -> list[str]:
+        return []
+
+    @guard.requires("files:read", tool="cat")
+    def read() -> str:
+        return ""
+
+    assert (guard.tools["list_users"], guard.tools["cat"]) == ("admin:users", "files:read")
+    assert list_users() == [] and read() == ""
+
+
+def test_a_store_that_cannot_answer_lets_nobody_in(settings: Settings, tmp_path: Path) -> None:
+    """Fails closed: a valid-looking key or a validly signed token is refused when the
+    revocation state cannot be read."""
+    good = Guard.from_settings(settings, open_store(f"sqlite:///{tmp_path}/ok.db"))
+    created = good.api_keys.keys.create("bot", roles=["admin"])
+    minted = good.tokens.tokens.mint("gina", roles=["admin"], refresh=False)
+    down = Guard.from_settings(settings, open_store("redis://127.0.0.1:9/0", timeout=0.2))
+    assert run(down, down.authenticate(created.api_key)) is None
+    assert run(down, down.authenticate(minted.access_token)) is None
+    assert down.audit.failures  # and the failure to record it is kept, for the operator
