@@ -94,7 +94,7 @@ def render_default_config(store_url: str) -> str:
     ]
     header = HEADER.format(date=time.strftime("%Y-%m-%d"))
     body = "\n".join(comment + tomli_w.dumps(table) for comment, table in sections)
-    return header + "\n" + body
+    return header + "\n" + body + "\n" + SERVER_COMMENT
 
 
 def _default_roles() -> dict[str, dict[str, list[str]]]:
@@ -174,4 +174,18 @@ AUDIT_COMMENT = """\
 # created on first use; MCPSEC_AUDIT_KEY overrides it). max_events / max_age (like "90d"):
 # retention. sink: a file that also gets every event as a JSON line, for a SIEM.
 # required: when true, a change that cannot be audited is not made.
+"""
+
+SERVER_COMMENT = """\
+# An MCP server guarded by mcpsec (`pip install 'mcpsec[server]'`, see mcpsec.server).
+# resource: the server's resource URI, the audience its tokens must carry (default:
+# tokens.audience). authorization_servers: for its RFC 9728 metadata. [server.tools]: the
+# permission each tool needs; [server.tool_costs]: rate-limit tokens a call costs (default 1).
+# [server]
+# resource = "https://mcp.example.com/mcp"
+# authorization_servers = "https://auth.example.com"
+# [server.tools]
+# write_file = "files:write"
+# [server.tool_costs]
+# write_file = 5
 """

@@ -228,3 +228,57 @@ def test_bad_token_settings_are_config_errors_naming_the_setting(env, name, valu
     env[name] = value
     with pytest.raises(ConfigError, match=message):
         load_settings(env)
+
+
+def test_server_settings_from_the_file_and_env(env):
+    write_config(
+        env,
+        '[tokens]\naudience = "https://mcp.example.com/mcp"\nissuer = "https://auth.example.com"\n'
+        '[server.tools]\nwrite_file = "files:write"\nlist_users = "admin:users"\n'
+        "[server.tool_costs]\nwrite_file = 5\n",
+    )
+    server = load_settings(env).server
+    assert server.resource == "https://mcp.example.com/mcp"  # tokens.audience
+    assert server.authorization_servers == ("https://auth.example.com",)  # tokens.issuer
+    assert dict(server.tools) == {"write_file": "files:write", "list_users": "admin:users"}
+    assert dict(server.tool_costs) == {"write_file": 5.0}
+    env = {
+        **env,
+        "MCPSEC_SERVER_RESOURCE": "https://other.example.com/mcp",
+        "MCPSEC_SERVER_AUTHORIZATION_SERVERS": "https://a.example.com,https://b.example.com",
+    }
+    server = load_settings(env).server
+    assert server.resource == "https://other.example.com/mcp"
+    assert server.authorization_servers == ("https://a.example.com", "https://b.example.com")
+    assert redacted(load_settings(env))["server"]["tools"]["write_file"] == "files:write"
+
+
+def test_without_a_url_issuer_there_is_no_default_authorization_server(env):
+    assert load_settings(env).server.authorization_servers == ()
+    assert load_settings(env).server.resource is None
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[server.tools]\nwrite_file = "files write"\n', "resource:action"),
+        ("[server.tools]\nwrite_file = 3\n", "must be a string"),
+        ('[server.tools]\n"bad tool" = "files:write"\n', "bad tool"),
+        ("[server.tool_costs]\nwrite_file = 0\n", "more than 0"),
+        ('[server.tool_costs]\nwrite_file = "5"\n', "number"),
+        ("[server]\ntools = 3\n", "table"),
+        ('[server]\nauthorization_servers = "ftp://x"\n', "http"),
+        ('[server]\nresource = "has space"\n', "server.resource"),
+        ('[server]\nunknown = "x"\n', "unknown setting"),
+    ],
+)
+def test_bad_server_settings_are_config_errors(env, text, message):
+    write_config(env, text)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(env)
+
+
+def test_the_default_config_shows_the_server_settings_commented_out(env):
+    text = render_default_config("sqlite:///x.db")
+    assert "# [server.tools]" in text and '# write_file = "files:write"' in text
+    assert "server" not in tomllib.loads(text)
