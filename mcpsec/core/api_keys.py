@@ -216,6 +216,17 @@ class ApiKeys:
 
     def verify(self, api_key: str, *, permission: str | None = None) -> Verdict:
         """Valid or not, and why. A malformed key is answered without touching the store."""
+        lookup = self._lookup(api_key, permission)
+        if isinstance(lookup, Verdict):
+            return lookup
+        touch = self.store.touch_key(*lookup)
+        return self._touched(lookup[0], touch, permission)
+
+    def _lookup(
+        self, api_key: str, permission: str | None
+    ) -> Verdict | tuple[str, str, tuple[str, ...]]:
+        """What to ask the store (key id, secret hash, grants that would do), or the verdict
+        on a malformed key, which needs no store."""
         if permission is not None:
             check_permission(permission)
         try:
@@ -225,8 +236,10 @@ class ApiKeys:
             self._audit_verdict(malformed, permission, presented=api_key)
             return malformed
         accepted = self.roles.accepting(permission) if permission else ()
-        touch = self.store.touch_key(parts.key_id, secret_hash(parts.secret), accepted)
-        verdict = self._verdict(parts.key_id, touch)
+        return parts.key_id, secret_hash(parts.secret), accepted
+
+    def _touched(self, key_id: str, touch: KeyTouch, permission: str | None) -> Verdict:
+        verdict = self._verdict(key_id, touch)
         self._audit_verdict(verdict, permission)
         return verdict
 
@@ -560,19 +573,32 @@ class ApiKeys:
 
 
 class AsyncApiKeys:
-    """The same rules for asyncio servers: each call runs the sync code in a worker thread,
-    so there is one implementation to trust and the event loop never blocks on the store."""
+    """The same rules for asyncio servers: `verify`, on every request, awaits the store's
+    async check; the rest run the sync code in a worker thread, so there is one
+    implementation to trust and the event loop never blocks on the store."""
 
     def __init__(self, keys: ApiKeys) -> None:
         self.keys = keys
         self.create = in_thread(keys.create)
-        self.verify = in_thread(keys.verify)
         self.show = in_thread(keys.show)
         self.list = in_thread(keys.list)
         self.revoke = in_thread(keys.revoke)
         self.revoke_owner = in_thread(keys.revoke_owner)
         self.rotate = in_thread(keys.rotate)
         self.update = in_thread(keys.update)
+
+    async def verify(self, api_key: str, *, permission: str | None = None) -> Verdict:
+        """On every request: the store's async check-and-count (no worker thread on Redis),
+        the same rules as `ApiKeys.verify`, the verdict queued for the audit log."""
+        lookup = self.keys._lookup(api_key, permission)
+        if isinstance(lookup, Verdict):
+            return lookup
+        touch = await self.keys.store.touch_key_async(*lookup)
+        return self.keys._touched(lookup[0], touch, permission)
+
+    async def aclose(self) -> None:
+        """Close the store's asyncio connections of the running event loop."""
+        await self.keys.store.aclose()
 
 
 def _must_be_rotatable(key: ApiKey) -> None:

@@ -17,6 +17,7 @@ computes for an operator searching for it, and which cannot be matched offline.
 
 from __future__ import annotations
 
+import atexit
 import getpass
 import hashlib
 import hmac
@@ -24,6 +25,7 @@ import json
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -66,6 +68,7 @@ EVENT_FIELDS: Final = (
 _APPEND_DEADLINE: Final = 10.0  # seconds of chain contention before an append gives up
 _PAGE: Final = 1000
 _BATCH: Final = 64  # events appended in one round trip, at most
+_FLUSHER_IDLE: Final = 5.0  # seconds a background appender waits for work before it ends
 
 
 class Outcome(StrEnum):
@@ -195,6 +198,7 @@ class _Waiting:
 
     event: dict[str, Any]  # what happened, with its time; the chain fields come later
     wake: threading.Event = field(default_factory=threading.Event)
+    waited_for: bool = True  # a thread waits for it (False: a verdict, appended meanwhile)
     lead: bool = False  # this event's thread appends the queue now
     stored: AuditEvent | None = None
     error: MCPSecError | None = None
@@ -268,11 +272,22 @@ class AuditLog:
         self.sink = sink
         self.required = required
         self.clock = clock or SystemClock()
-        self.failures: list[str] = []  # appends that failed while `required` is False
+        self._failures: list[str] = []  # events that could not be recorded, to report
         self._last: tuple[str | None, int, str] | None = None  # (id, seq, mac) of our tail
         self._lock = threading.Lock()
+        self._turn = threading.Condition(self._lock)  # the flusher's turn; the log idle
         self._queue: list[_Waiting] = []  # events waiting to be appended, oldest first
         self._appending = False  # whether a thread is appending the queue (see `record`)
+        self._flusher: threading.Thread | None = None  # appends verdicts in the background
+        self._flusher_due = False
+        atexit.register(_flush_at_exit, weakref.ref(self))
+
+    @property
+    def failures(self) -> list[str]:
+        """Events that could not be recorded (verdicts, changes while not `required`, sink
+        copies), once everything queued has been tried: for the caller to report."""
+        self.flush()
+        return self._failures
 
     @property
     def store(self) -> Store:
@@ -290,14 +305,28 @@ class AuditLog:
         except MCPSecError as e:
             if self.required:
                 raise StoreError(f"the audit log could not record {type}: {e.message}") from e
-            self.failures.append(f"{type}: {e.message}")
+            self._failures.append(f"{type}: {e.message}")
 
     def verdict(self, type: str, outcome: Outcome, **fields: Any) -> None:
-        """Record a decision; never raises: a failure is kept in `failures` to report."""
+        """Record a decision without waiting for it: a background thread appends it with
+        whatever else is queued (a server's request is not held up by its audit write).
+        Never raises: a failure is kept in `failures`, which waits for the queue first."""
         try:
-            self.record(type, outcome, **fields)
-        except MCPSecError as e:
-            self.failures.append(f"{type}: {e.message}")
+            self._enqueue(type, outcome, fields, wait=False)
+        except MCPSecError as e:  # the event itself is wrong: a bug in the caller
+            self._failures.append(f"{type}: {e.message}")
+
+    def flush(self, timeout: float = _APPEND_DEADLINE * 2) -> bool:
+        """Wait until every queued event has been appended (or has failed); False if that
+        takes longer than `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._turn:
+            while self._appending:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._turn.wait(remaining)
+        return True
 
     def record(self, type: str, outcome: Outcome, **fields: Any) -> AuditEvent:
         """Append one event and return it as stored; raises StoreError if it cannot be.
@@ -307,13 +336,7 @@ class AuditLog:
         next waiting thread; the others wait. Concurrent requests of one server thus share
         round trips instead of racing each other for the chain's tail.
         """
-        event = _event_fields(type, outcome, {"actor": self.actor, **_REQUEST.get(), **fields})
-        waiting = _Waiting({"time": self.clock.now(), **event})
-        with self._lock:
-            self._queue.append(waiting)
-            if not self._appending:
-                self._appending = True
-                waiting.lead = True
+        waiting = self._enqueue(type, outcome, fields, wait=True)
         while not waiting.finished:
             if waiting.lead:
                 self._lead(waiting)
@@ -324,8 +347,24 @@ class AuditLog:
         assert waiting.stored is not None
         return waiting.stored
 
+    def _enqueue(
+        self, type: str, outcome: Outcome, fields: Mapping[str, Any], *, wait: bool
+    ) -> _Waiting:
+        event = _event_fields(type, outcome, {"actor": self.actor, **_REQUEST.get(), **fields})
+        waiting = _Waiting({"time": self.clock.now(), **event}, waited_for=wait)
+        with self._lock:
+            self._queue.append(waiting)
+            if not self._appending:
+                self._appending = True
+                if wait:
+                    waiting.lead = True
+                else:
+                    self._wake_flusher()
+        return waiting
+
     def _lead(self, own: _Waiting) -> None:
-        """Append queued events, oldest first, until `own` is in; then pass the lead on."""
+        """Append queued events, oldest first, until `own` is in; then leave the rest to
+        the background thread."""
         try:
             while not own.finished:
                 with self._lock:
@@ -334,11 +373,39 @@ class AuditLog:
                 self._append_batch(batch)
         finally:
             with self._lock:
-                if self._queue:
-                    self._queue[0].lead = True
-                    self._queue[0].wake.set()
-                else:
-                    self._appending = False
+                self._pass_on()
+
+    def _pass_on(self) -> None:
+        """With the lock held, by the thread that was appending: the queue to the flusher,
+        or, when it is empty, the log is idle."""
+        if self._queue:
+            self._wake_flusher()
+        else:
+            self._appending = False
+            self._turn.notify_all()
+
+    def _wake_flusher(self) -> None:
+        self._flusher_due = True
+        if self._flusher is None:
+            self._flusher = threading.Thread(
+                target=_run_flusher, args=(weakref.ref(self),), name="mcpsec-audit", daemon=True
+            )
+            self._flusher.start()
+        self._turn.notify_all()
+
+    def _drain(self) -> None:
+        """The flusher's work: append the queue, a batch per round trip, until it is empty."""
+        while True:
+            with self._lock:
+                batch = self._queue[:_BATCH]
+                del self._queue[:_BATCH]
+                if not batch:
+                    self._pass_on()
+                    return
+            try:
+                self._append_batch(batch)
+            except Exception as e:  # told to every waiter already; keep the log going
+                self._failures.append(f"{len(batch)} event(s): {e}")
 
     def _append_batch(self, batch: list[_Waiting]) -> None:
         """Chain `batch` to the log's tail and append it in one step, chaining again to
@@ -364,6 +431,8 @@ class AuditLog:
             failure = e if isinstance(e, MCPSecError) else StoreError(f"audit append failed: {e}")
             for waiting in batch:
                 waiting.finish(error=failure)
+                if not waiting.waited_for:  # nobody to raise it to: report it later
+                    self._failures.append(f"{waiting.event['type']}: {failure.message}")
             if failure is e:
                 return  # told to every waiter; the next batch may fare better
             raise
@@ -373,7 +442,7 @@ class AuditLog:
             self._to_sink(result.appended)
         except StoreError as e:  # the events are stored: only the copies are missing
             types = ", ".join(dict.fromkeys(str(w.event["type"]) for w in batch))
-            self.failures.append(f"{types} (copy to the sink): {e.message}")
+            self._failures.append(f"{types} (copy to the sink): {e.message}")
         for waiting, entry in zip(batch, result.appended, strict=True):
             waiting.finish(stored=AuditEvent.of(entry))
 
@@ -388,6 +457,7 @@ class AuditLog:
         self, where: EventFilter | None = None, *, after: str | None = None
     ) -> Iterator[AuditEvent]:
         """Every event (matching `where`), oldest first, a page at a time."""
+        self.flush()
         chosen = where or EventFilter()
         position = after
         while True:
@@ -402,6 +472,7 @@ class AuditLog:
 
     def newest_id(self) -> str:
         """The id of the newest event, or "" for an empty log: where to follow from."""
+        self.flush()
         tail = self.store.log_tail(self.stream, 1)
         return tail[-1].id if tail else ""
 
@@ -409,6 +480,7 @@ class AuditLog:
         """The newest `count` matching events, oldest first. Without a filter, one read;
         with one, the log is walked (an audit log is read far less than it is written)."""
         if where is None or where == EventFilter():
+            self.flush()
             return [AuditEvent.of(e) for e in self.store.log_tail(self.stream, count)]
         found: list[AuditEvent] = []
         for event in self.events(where):
@@ -438,6 +510,7 @@ class AuditLog:
 
     def verify(self, since: float | None = None) -> Verification:
         """Walk the chain: every MAC, every `prev` link, every sequence number in order."""
+        self.flush()
         total = valid = trimmed = 0
         previous: tuple[int, str] | None = None
         position: str | None = None
@@ -502,6 +575,36 @@ class AuditLog:
                 os.close(fd)
         except OSError as e:
             raise StoreError(f"cannot append to the audit sink {self.sink}: {e.strerror}") from e
+
+
+def _run_flusher(ref: weakref.ReferenceType[AuditLog]) -> None:
+    """The background thread of one AuditLog: appends what is queued whenever it is due;
+    ends when idle for a while (a new one starts when needed) or when the log is gone."""
+    idle_since = time.monotonic()
+    while True:
+        log = ref()
+        if log is None:
+            return
+        with log._turn:
+            if not log._flusher_due:
+                log._turn.wait(timeout=0.5)
+            if not log._flusher_due:
+                if time.monotonic() - idle_since > _FLUSHER_IDLE:
+                    log._flusher = None
+                    return
+                del log
+                continue
+            log._flusher_due = False
+        log._drain()
+        idle_since = time.monotonic()
+        del log
+
+
+def _flush_at_exit(ref: weakref.ReferenceType[AuditLog]) -> None:
+    """Verdicts still queued when the interpreter exits are appended, not lost."""
+    log = ref()
+    if log is not None:
+        log.flush()
 
 
 def canonical(document: Mapping[str, Any]) -> bytes:

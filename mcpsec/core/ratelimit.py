@@ -14,7 +14,6 @@ and says so (`store_unavailable`).
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import fnmatch
 import math
@@ -444,7 +443,7 @@ class AsyncRateLimiter:
             return limiter._unavailable(requests, source)
         decision = _decision(reply, requests, source)
         if not decision.allowed:
-            await asyncio.to_thread(limiter._audit_limited, identity, decision, cost)
+            limiter._audit_limited(identity, decision, cost)  # queued, never waited for
         return decision
 
     async def aclose(self) -> None:

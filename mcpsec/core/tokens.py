@@ -24,7 +24,6 @@ it gets its own new pair. The family ends when the first refresh token would hav
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import math
@@ -747,8 +746,8 @@ class AsyncTokens:
     async def verify(
         self, token: str, *, audience: str | None = None, permission: str | None = None
     ) -> TokenVerdict:
-        """Valid or not, and why, recorded in the audit log (in a worker thread, where
-        concurrent requests' events share round trips). Raises StoreError (never answers
+        """Valid or not, and why, recorded in the audit log (queued: the log's background
+        thread appends it with the other requests' events). Raises StoreError (never answers
         valid) if the revocation check cannot be made."""
         tokens = self.tokens
         offline = tokens._verify_offline(token, audience, permission)
@@ -757,8 +756,7 @@ class AsyncTokens:
         else:
             marks = await tokens.store.get_marks_async(*_revocation_query(offline))
             verdict = _verify_verdict(offline, marks, permission)
-        if tokens.audit is not NO_AUDIT:
-            await asyncio.to_thread(tokens._audit_verdict, token, verdict, permission)
+        tokens._audit_verdict(token, verdict, permission)  # queued, appended meanwhile
         return verdict
 
     async def aclose(self) -> None:

@@ -87,7 +87,8 @@ class ToolGate:
             return
         retry = headers.get("Retry-After", "")
         message = f"rate limited: retry after {retry} s" if retry else "rate limited"
-        error = _rpc_error(request_id, RATE_LIMITED, message, {"retry_after": retry or None})
+        seconds = int(retry) if retry else None
+        error = _rpc_error(request_id, RATE_LIMITED, message, {"retry_after": seconds})
         await _send_json(send, 429, error, headers)
 
 

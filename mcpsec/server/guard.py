@@ -113,6 +113,12 @@ class Guard:
             dict(settings.server.tool_costs),
         )
 
+    async def aclose(self) -> None:
+        """At shutdown: the audit events still queued appended, and the store's asyncio
+        connections of this event loop closed."""
+        await asyncio.to_thread(self.audit.flush)
+        await self.tokens.aclose()
+
     def requires(self, permission: str, *, tool: str | None = None) -> Callable[[F], F]:
         """Decorator: calling this tool needs `permission` (the tool named as the function,
         unless `tool` says otherwise). The config's [server.tools] says the same."""
@@ -141,9 +147,7 @@ class Guard:
                 )
             checked = await self.tokens.verify(credential, audience=self.resource)
         except StoreError as e:
-            self.audit.verdict(
-                "server.unavailable", Outcome.ERROR, reason=e.message[:300]
-            )  # a failure to record it is kept in audit.failures
+            self.audit.verdict("server.unavailable", Outcome.ERROR, reason=e.message[:300])
             return None
         if not checked.valid:
             return None
@@ -169,17 +173,17 @@ class Guard:
             )
             reason = None if rate.allowed else "rate_limited"
             admission = Admission(rate.allowed, reason, needed, rate)
-        await self._record(principal, tool, admission)
+        self._record(principal, tool, admission)
         return admission
 
-    async def _record(self, principal: Principal, tool: str, admission: Admission) -> None:
+    def _record(self, principal: Principal, tool: str, admission: Admission) -> None:
+        """One event per decision; queued, so the request does not wait for the write."""
         details: dict[str, Any] = {"credential": principal.kind.value}
         if admission.permission:
             details["permission"] = admission.permission
         if admission.rate is not None and admission.rate.store_unavailable:
             details["rate"] = "store unavailable: " + ("allowed" if admission.allowed else "denied")
-        await asyncio.to_thread(
-            self.audit.verdict,
+        self.audit.verdict(
             TOOL_EVENT,
             Outcome.ALLOWED if admission.allowed else Outcome.DENIED,
             actor=principal.name,

@@ -279,6 +279,12 @@ class Store(Protocol):
         """`get_marks` for asyncio servers, without a worker thread where the backend can."""
         ...
 
+    async def touch_key_async(
+        self, key_id: str, secret_hash: str, accepted: Sequence[str] = ()
+    ) -> KeyTouch:
+        """`touch_key` for asyncio servers, without a worker thread where the backend can."""
+        ...
+
     def take_buckets(
         self,
         group: str,

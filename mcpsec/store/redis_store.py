@@ -232,10 +232,21 @@ class RedisStore:
         key = self._record_key(KEY_KIND, key_id)
         with self._errors():
             reply = self._run("key_touch", [key], f'"{_hex(secret_hash)}"', tokens)
-        outcome = KeyOutcome(reply[0])
-        if outcome is KeyOutcome.UNKNOWN:
-            return KeyTouch(outcome)
-        return KeyTouch(outcome, dict(zip(KEY_GRANT_FIELDS, codec.decode(reply[1]), strict=True)))
+        return _key_touch(reply)
+
+    async def touch_key_async(
+        self, key_id: str, secret_hash: str, accepted: Sequence[str] = ()
+    ) -> KeyTouch:
+        if self._async is None:
+            return await asyncio.to_thread(self.touch_key, key_id, secret_hash, accepted)
+        check_id(key_id)
+        tokens = " ".join(_token(t) for t in accepted)
+        key = self._record_key(KEY_KIND, key_id)
+        with self._errors():
+            reply = await self._async.run_batched(
+                "key_touch", [key], f'"{_hex(secret_hash)}"', tokens
+            )
+        return _key_touch(reply)
 
     def set_mark(self, group: str, name: str, value: float, *, ttl: float) -> float:
         check_mark(group, [name], value)
@@ -730,6 +741,13 @@ def _record(kind: str, id: str, raw: Mapping[str, str]) -> Record:
     expiry = raw.get(EXPIRY_FIELD) or ""
     fields = {name: codec.decode(value) for name, value in raw.items() if name != EXPIRY_FIELD}
     return Record(kind, id, fields, int(expiry) / 1000 if expiry else None)
+
+
+def _key_touch(reply: Sequence[Any]) -> KeyTouch:
+    outcome = KeyOutcome(reply[0])
+    if outcome is KeyOutcome.UNKNOWN:
+        return KeyTouch(outcome)
+    return KeyTouch(outcome, dict(zip(KEY_GRANT_FIELDS, codec.decode(reply[1]), strict=True)))
 
 
 def _entry(entry_id: str, body: Mapping[str, str]) -> LogEntry:

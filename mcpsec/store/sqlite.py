@@ -401,6 +401,11 @@ class SqliteStore:
     ) -> builtins.list[float | None]:
         return await asyncio.to_thread(self.get_marks, group, names)
 
+    async def touch_key_async(
+        self, key_id: str, secret_hash: str, accepted: Sequence[str] = ()
+    ) -> KeyTouch:
+        return await asyncio.to_thread(self.touch_key, key_id, secret_hash, accepted)
+
     # -- token buckets ---------------------------------------------------------------------
 
     def take_buckets(

@@ -346,11 +346,14 @@ def test_a_bad_permission_to_check_is_refused(keys: ApiKeys, bad: str) -> None:
 def test_the_async_entry_points_run_the_same_rules(keys: ApiKeys) -> None:
     async def scenario() -> tuple[Verdict, Verdict, ApiKey]:
         akeys = AsyncApiKeys(keys)
-        created = await akeys.create("async-bot", roles=["user"])
-        ok = await akeys.verify(created.api_key, permission="files:read")
-        await akeys.revoke(created.key_id)
-        refused = await akeys.verify(created.api_key)
-        return ok, refused, await akeys.show(created.key_id)
+        try:
+            created = await akeys.create("async-bot", roles=["user"])
+            ok = await akeys.verify(created.api_key, permission="files:read")
+            await akeys.revoke(created.key_id)
+            refused = await akeys.verify(created.api_key)
+            return ok, refused, await akeys.show(created.key_id)
+        finally:
+            await akeys.aclose()
 
     ok, refused, shown = asyncio.run(scenario())
     assert ok.valid

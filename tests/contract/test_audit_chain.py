@@ -18,7 +18,7 @@ import pytest
 from mcpsec.core.audit import STREAM, AuditLog, Outcome, Verification
 from mcpsec.core.clock import ManualClock
 from mcpsec.core.errors import InvalidInputError, SecretError, StoreError
-from mcpsec.store import codec
+from mcpsec.store import codec, open_store
 from mcpsec.store.interface import MAX_BATCH, JSONValue, LogEntry, Store
 from mcpsec.store.redis_store import LOG_FIELD, RedisStore
 
@@ -557,3 +557,33 @@ def test_concurrent_writers_keep_one_chain(store: Store, key: bytes) -> None:
     for t in range(threads):  # each writer's events in its own order
         mine = [e.details["n"] for e in events if e.actor == f"thread{t}"]
         assert mine == list(range(per_thread))
+
+
+def test_verdicts_go_in_meanwhile_in_order_and_reads_wait_for_them(
+    store: Store, key: bytes
+) -> None:
+    """`verdict` does not wait for the store; the background appender keeps their order,
+    and anything that reads the log (or its failures) first waits for the queue."""
+    log = AuditLog(store, key)
+    log.change("rate.reset", Outcome.ALLOWED, subject="first")
+    for n in range(50):
+        log.verdict("key.verified", Outcome.ALLOWED, details={"n": n})
+    log.change("rate.reset", Outcome.ALLOWED, subject="last")
+    events = list(log.events())
+    assert [e.subject for e in (events[0], events[-1])] == ["first", "last"]
+    assert [e.details["n"] for e in events[1:-1]] == list(range(50))
+    assert log.failures == []
+    assert log.verify().intact and log.verify().total == 52
+
+
+def test_a_verdict_that_cannot_be_stored_is_reported_not_raised(key: bytes) -> None:
+    dead = open_store("redis://127.0.0.1:9/0", timeout=0.2)
+    try:
+        log = AuditLog(dead, key)
+        log.verdict("key.verified", Outcome.DENIED, reason="revoked")  # returns at once
+        assert log.flush(timeout=30)
+        assert len(log.failures) == 1 and log.failures[0].startswith("key.verified: ")
+        with pytest.raises(StoreError):
+            log.change("key.revoked", Outcome.ALLOWED, key_id="4fJq8Lw2Xc9a")
+    finally:
+        dead.close()

@@ -62,7 +62,7 @@ def run(guard: Guard, work: Awaitable[T]) -> T:
         try:
             return await work
         finally:
-            await guard.tokens.aclose()
+            await guard.aclose()
 
     return asyncio.run(body())
 

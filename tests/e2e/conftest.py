@@ -161,6 +161,9 @@ def _deploy(folder: Path, backend: str, store: dict[str, str]) -> Deployment:
         deployment = Deployment(backend, folder, env, port, workspace, sandbox, log, process)
         problem = _wait_until_listening(deployment)
         if problem is None:
+            # The store under test, not another: Redis leaves the default SQLite file unmade.
+            made = (folder / "data" / "mcpsec" / "mcpsec.db").exists()
+            assert made == (backend == "sqlite"), f"{backend}: SQLite file made: {made}"
             return deployment
         _stop(process)
         if "address already in use" not in problem.lower() or attempt == START_ATTEMPTS:
@@ -180,7 +183,7 @@ def _configure(folder: Path, env: dict[str, str]) -> None:
         cwd=folder,
         check=False,
     )
-    assert completed.returncode == 0, completed.stderr
+    assert completed.returncode == 0, f"config init: {completed.stdout}{completed.stderr}"
     path = Path(json.loads(completed.stdout)["config_path"])
     config = tomllib.loads(path.read_text(encoding="utf-8"))
     # [rate.roles.*] replaces the built-in limits entirely: keep the other roles' limits.
