@@ -200,14 +200,14 @@ class _Waiting:
     wake: threading.Event = field(default_factory=threading.Event)
     waited_for: bool = True  # a thread waits for it (False: a verdict, appended meanwhile)
     lead: bool = False  # this event's thread appends the queue now
-    stored: AuditEvent | None = None
+    stored: LogEntry | None = None
     error: MCPSecError | None = None
 
     @property
     def finished(self) -> bool:
         return self.stored is not None or self.error is not None
 
-    def finish(self, *, stored: AuditEvent | None = None, error: MCPSecError | None = None) -> None:
+    def finish(self, *, stored: LogEntry | None = None, error: MCPSecError | None = None) -> None:
         self.stored, self.error = stored, error
         self.wake.set()
 
@@ -345,7 +345,7 @@ class AuditLog:
         if waiting.error is not None:
             raise waiting.error
         assert waiting.stored is not None
-        return waiting.stored
+        return AuditEvent.of(waiting.stored)
 
     def _enqueue(
         self, type: str, outcome: Outcome, fields: Mapping[str, Any], *, wait: bool
@@ -444,7 +444,7 @@ class AuditLog:
             types = ", ".join(dict.fromkeys(str(w.event["type"]) for w in batch))
             self._failures.append(f"{types} (copy to the sink): {e.message}")
         for waiting, entry in zip(batch, result.appended, strict=True):
-            waiting.finish(stored=AuditEvent.of(entry))
+            waiting.finish(stored=entry)
 
     def credential(self, value: str) -> str:
         """The keyed HMAC that names a credential in events without revealing it."""

@@ -16,6 +16,8 @@ The SDK verifies the bearer credential through `MCPVerifier` (401 with the RFC 9
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from mcp.server.auth.provider import AccessToken
@@ -91,7 +93,24 @@ def guarded_app(server: MCPServer, guard: Guard, **app_options: Any) -> Starlett
         Middleware(ToolGate, guard=guard, path=path, metadata_url=metadata_url)
     )
     app.add_middleware(ClientAddress)  # outermost: before the SDK's authentication
+    app.router.lifespan_context = _closing(app.router.lifespan_context, guard)
     return app
+
+
+def _closing(lifespan: Any, guard: Guard) -> Any:
+    """The app's lifespan, then the guard closed: the audit events still queued are
+    appended before the process ends (uvicorn ends on SIGTERM by re-raising the signal,
+    so nothing registered with atexit would run)."""
+
+    @asynccontextmanager
+    async def run(app: Starlette) -> AsyncIterator[Any]:
+        try:
+            async with lifespan(app) as state:
+                yield state
+        finally:
+            await guard.aclose()
+
+    return run
 
 
 def _resource(guard: Guard) -> str:

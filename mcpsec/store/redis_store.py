@@ -484,10 +484,13 @@ class RedisStore:
                 age_ms,
                 *bodies,
             )
-        if reply[0] == "ok":
-            ids = reply[1:]
+        if reply[0] == "ok":  # the entries as given: no need to decode what was just encoded
             return ChainedAppend(
-                tuple(_entry(i, {LOG_FIELD: b}) for i, b in zip(ids, bodies, strict=True)), None
+                tuple(
+                    LogEntry(i, _stream_time(i), dict(fields))
+                    for i, fields in zip(reply[1:], entries, strict=True)
+                ),
+                None,
             )
         last = _entry(reply[1], {LOG_FIELD: reply[2]}) if reply[1] else None
         return ChainedAppend((), last)
@@ -753,4 +756,9 @@ def _key_touch(reply: Sequence[Any]) -> KeyTouch:
 def _entry(entry_id: str, body: Mapping[str, str]) -> LogEntry:
     if LOG_FIELD not in body:
         raise StoreError(f"log entry {entry_id} was not written by mcpsec")
-    return LogEntry(entry_id, int(entry_id.partition("-")[0]) / 1000, codec.decode(body[LOG_FIELD]))
+    return LogEntry(entry_id, _stream_time(entry_id), codec.decode(body[LOG_FIELD]))
+
+
+def _stream_time(entry_id: str) -> float:
+    """A stream entry id starts with the server's time in milliseconds."""
+    return int(entry_id.partition("-")[0]) / 1000

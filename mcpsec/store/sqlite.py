@@ -317,8 +317,8 @@ class SqliteStore:
                 last = LogEntry(str(row[0]), row[1], codec.decode(row[2])) if row else None
                 return ChainedAppend((), last)
             appended = tuple(
-                LogEntry(str(_append_row(db, stream, data, now, maxlen, max_age)), now, fields)
-                for data, fields in zip(documents, map(codec.decode, documents), strict=True)
+                LogEntry(str(_append_row(db, stream, data, now, maxlen, max_age)), now, dict(f))
+                for data, f in zip(documents, entries, strict=True)
             )
         return ChainedAppend(appended, None)
 

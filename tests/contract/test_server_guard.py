@@ -4,12 +4,14 @@ call may go ahead (permission, then rate budget), and the audited decision."""
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
-from mcpsec.core.audit import AuditEvent, request_context
+from mcpsec.core.audit import AuditEvent, Outcome, request_context
 from mcpsec.core.authz import CredentialKind
 from mcpsec.core.config import Settings, load_settings
 from mcpsec.server.guard import Guard, Principal, rate_headers
@@ -206,3 +208,31 @@ def test_a_store_that_cannot_answer_lets_nobody_in(settings: Settings, tmp_path:
     assert run(down, down.authenticate(created.api_key)) is None
     assert run(down, down.authenticate(minted.access_token)) is None
     assert down.audit.failures  # and the failure to record it is kept, for the operator
+
+
+def test_the_apps_shutdown_appends_every_queued_event(guard: Guard, store: Store) -> None:
+    """uvicorn ends on SIGTERM by re-raising the signal, so atexit never runs: the app's
+    lifespan must leave nothing queued when the server stops."""
+    from mcp.server.mcpserver import MCPServer
+    from mcpsec.server import auth_options, guarded_app
+
+    app = guarded_app(MCPServer("t", log_level="WARNING", **auth_options(guard)), guard)
+    appended = threading.Event()
+    real = store.log_append_after
+
+    def slow(*args: Any, **options: Any) -> Any:  # the background thread is still busy ...
+        time.sleep(0.2)
+        appended.set()
+        return real(*args, **options)
+
+    async def serve_and_stop() -> None:
+        async with app.router.lifespan_context(app):
+            guard.audit.store.log_append_after = slow  # type: ignore[method-assign]
+            for n in range(20):
+                guard.audit.verdict("key.verified", Outcome.ALLOWED, details={"n": n})
+        # ... when the server stops: everything went in before the lifespan ended.
+        assert appended.is_set() and not guard.audit._appending
+
+    asyncio.run(serve_and_stop())
+    stored = store.log_tail(guard.audit.stream, 100)
+    assert [e.fields.get("details") for e in stored] == [{"n": n} for n in range(20)]
