@@ -127,7 +127,7 @@ NO_AUDIT: Final = NoAudit()
 _REQUEST: ContextVar[Mapping[str, Any]] = ContextVar(
     "mcpsec_audit_request", default=MappingProxyType({})
 )
-REQUEST_FIELDS: Final = frozenset({"actor", "client", "tool", "request_id"})
+REQUEST_FIELDS: Final = frozenset({"actor", "client", "tool", "request_id", "key_id", "jti"})
 
 
 @contextmanager

@@ -59,7 +59,13 @@ class ToolGate:
             await self.app(scope, _replay(body, receive), send)
             return
         tool, request_id = call
-        with request_context(actor=principal.name, tool=tool, request_id=_text(request_id)):
+        with request_context(
+            actor=principal.name,
+            key_id=principal.key_id,
+            jti=principal.jti,
+            tool=tool,
+            request_id=_text(request_id),
+        ):
             admission = await self.guard.admit(principal, tool)
         headers = rate_headers(admission.rate) if admission.rate is not None else {}
         if admission.allowed:

@@ -368,6 +368,13 @@ def test_the_audit_log_records_every_decision_and_verifies(deployment: Deploymen
     for name, event in calls.items():
         assert event["client"] == LOCALHOST, (name, event)
         assert event["request_id"] == str(expected_ids[name]), (name, event)
+    # The rate limiter's own event names the same call: client, tool, request and key.
+    limited = one(type="rate.limited", key_id=guest["key_id"])
+    assert (limited["client"], limited["tool"], limited["request_id"]) == (
+        LOCALHOST,
+        "get_weather",
+        str(limited_id),
+    )
     revoked_key = one(type="key.verified", outcome="denied", key_id=user["key_id"])
     assert revoked_key["reason"] == "revoked"
     assert revoked_key["client"] == LOCALHOST
