@@ -58,7 +58,7 @@ def build_server(guard: Guard, sandbox: Path) -> MCPServer:
     def read_file(path: str) -> str:
         """A text file from the sandbox folder."""
         target = inside(root, path)
-        if not target.is_file():
+        if not target.is_file():  # a folder, or nothing at all
             raise ToolError(f"no file {path!r}")
         if target.stat().st_size > MAX_READ:
             raise ToolError(f"{path!r} is larger than {MAX_READ} bytes")
@@ -72,6 +72,8 @@ def build_server(guard: Guard, sandbox: Path) -> MCPServer:
         if len(data) > MAX_WRITE:
             raise ToolError(f"at most {MAX_WRITE} bytes may be written")
         target = inside(root, path)
+        if target.is_dir():
+            raise ToolError(f"{path!r} is a folder")
         target.parent.mkdir(parents=True, exist_ok=True)
         if not target.parent.resolve().is_relative_to(root):
             raise ToolError(f"{path!r} is outside the sandbox")

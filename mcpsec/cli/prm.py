@@ -68,11 +68,11 @@ def generate(
     """
     state = state_of(ctx)
     out = state.output(json=json, quiet=quiet)
-    server = state.settings().server if resource is None or authorization_servers is None else None
+    server = state.settings().server
     found = protected_resource(
-        resource or (server.resource if server else None) or "",
-        authorization_servers or (server.authorization_servers if server else ()),
-        scopes if scopes else sorted(set(server.tools.values())) if server else (),
+        resource or server.resource or "",
+        authorization_servers or server.authorization_servers,
+        scopes or sorted(set(server.tools.values())),
         name=name,
     )
     for warning in found.warnings:

@@ -22,6 +22,7 @@ import getpass
 import hashlib
 import hmac
 import json
+import logging
 import os
 import threading
 import time
@@ -69,6 +70,10 @@ _APPEND_DEADLINE: Final = 10.0  # seconds of chain contention before an append g
 _PAGE: Final = 1000
 _BATCH: Final = 64  # events appended in one round trip, at most
 _FLUSHER_IDLE: Final = 5.0  # seconds a background appender waits for work before it ends
+_MAX_QUEUED: Final = 100_000  # verdicts waiting for the store; beyond it they are dropped
+_MAX_FAILURES: Final = 1000  # failure messages kept; beyond it they are counted
+_logger = logging.getLogger("mcpsec.audit")
+_LOGS: weakref.WeakSet[AuditLog] = weakref.WeakSet()  # reset in a forked child
 
 
 class Outcome(StrEnum):
@@ -273,6 +278,10 @@ class AuditLog:
         self.required = required
         self.clock = clock or SystemClock()
         self._failures: list[str] = []  # events that could not be recorded, to report
+        self._dropped_failures = 0  # failures beyond _MAX_FAILURES, counted only
+        self._dropped = 0  # verdicts not even queued: the queue was full
+        self.log_failures = False  # also log each failure (a server; the CLI prints them)
+        self._in_flight: list[_Waiting] = []  # the batch being appended
         self._last: tuple[str | None, int, str] | None = None  # (id, seq, mac) of our tail
         self._lock = threading.Lock()
         self._turn = threading.Condition(self._lock)  # the flusher's turn; the log idle
@@ -281,13 +290,23 @@ class AuditLog:
         self._flusher: threading.Thread | None = None  # appends verdicts in the background
         self._flusher_due = False
         atexit.register(_flush_at_exit, weakref.ref(self))
+        _LOGS.add(self)
 
     @property
     def failures(self) -> list[str]:
         """Events that could not be recorded (verdicts, changes while not `required`, sink
         copies), once everything queued has been tried: for the caller to report."""
-        self.flush()
-        return self._failures
+        flushed = self.flush()
+        found = list(self._failures)
+        if not flushed:
+            with self._lock:
+                waiting = len(self._queue) + len(self._in_flight)
+            found.append(f"{waiting} event(s): still not stored after waiting; they may be lost")
+        if self._dropped:
+            found.append(f"{self._dropped} verdict(s): dropped, the store did not keep up")
+        if self._dropped_failures:
+            found.append(f"{self._dropped_failures} more event(s): not listed")
+        return found
 
     @property
     def store(self) -> Store:
@@ -305,16 +324,18 @@ class AuditLog:
         except MCPSecError as e:
             if self.required:
                 raise StoreError(f"the audit log could not record {type}: {e.message}") from e
-            self._failures.append(f"{type}: {e.message}")
+            self._fail(f"{type}: {e.message}")
 
     def verdict(self, type: str, outcome: Outcome, **fields: Any) -> None:
         """Record a decision without waiting for it: a background thread appends it with
         whatever else is queued (a server's request is not held up by its audit write).
         Never raises: a failure is kept in `failures`, which waits for the queue first."""
         try:
-            self._enqueue(type, outcome, fields, wait=False)
-        except MCPSecError as e:  # the event itself is wrong: a bug in the caller
-            self._failures.append(f"{type}: {e.message}")
+            waiting = self._enqueue(type, outcome, fields, wait=False)
+            if waiting is not None and waiting.lead:  # no background thread to be had
+                self._lead(waiting)
+        except MCPSecError as e:
+            self._fail(f"{type}: {e.message}")
 
     def flush(self, timeout: float = _APPEND_DEADLINE * 2) -> bool:
         """Wait until every queued event has been appended (or has failed); False if that
@@ -332,16 +353,16 @@ class AuditLog:
         """Append one event and return it as stored; raises StoreError if it cannot be.
 
         Group commit: the calling thread that finds nobody appending appends every queued
-        event, up to a batch per round trip, until its own is in, then hands the rest to the
-        next waiting thread; the others wait. Concurrent requests of one server thus share
+        event, up to a batch per round trip, until its own is in, then leaves the rest to
+        a background thread; the others wait. Concurrent requests of one server thus share
         round trips instead of racing each other for the chain's tail.
         """
         waiting = self._enqueue(type, outcome, fields, wait=True)
-        while not waiting.finished:
-            if waiting.lead:
-                self._lead(waiting)
-            else:
-                waiting.wake.wait()
+        assert waiting is not None
+        if waiting.lead:
+            self._lead(waiting)
+        elif not waiting.wake.wait(_APPEND_DEADLINE * 3):
+            raise StoreError("the audit log did not record the event in time; try again")
         if waiting.error is not None:
             raise waiting.error
         assert waiting.stored is not None
@@ -349,63 +370,79 @@ class AuditLog:
 
     def _enqueue(
         self, type: str, outcome: Outcome, fields: Mapping[str, Any], *, wait: bool
-    ) -> _Waiting:
+    ) -> _Waiting | None:
+        """Queue one event; None when a verdict is dropped because the queue is full (the
+        store has not kept up for a while: memory must not grow without bound)."""
         event = _event_fields(type, outcome, {"actor": self.actor, **_REQUEST.get(), **fields})
-        waiting = _Waiting({"time": self.clock.now(), **event}, waited_for=wait)
+        _check_serializable(event)  # a bad value fails its own caller, not a whole batch
         with self._lock:
+            if not wait and len(self._queue) >= _MAX_QUEUED:
+                self._dropped += 1
+                return None
+            waiting = _Waiting({"time": self.clock.now(), **event}, waited_for=wait)
             self._queue.append(waiting)
             if not self._appending:
                 self._appending = True
-                if wait:
-                    waiting.lead = True
-                else:
-                    self._wake_flusher()
+                waiting.lead = wait or not self._start_flusher()
         return waiting
 
-    def _lead(self, own: _Waiting) -> None:
-        """Append queued events, oldest first, until `own` is in; then leave the rest to
-        the background thread."""
+    def _lead(self, own: _Waiting | None = None) -> None:
+        """Append queued events, oldest first, a batch per round trip. The background
+        thread (`own` None) goes on until the queue is empty; a caller, until its own event
+        is in, then hands the rest to the background thread (or, if none can be started,
+        goes on itself)."""
         try:
-            while not own.finished:
+            while True:
                 with self._lock:
+                    if not self._queue:
+                        self._idle()
+                        return
+                    if own is not None and own.finished and self._start_flusher():
+                        return
                     batch = self._queue[:_BATCH]
                     del self._queue[:_BATCH]
+                    self._in_flight = batch
                 self._append_batch(batch)
-        finally:
+        except BaseException:
             with self._lock:
-                self._pass_on()
+                self._abandon()
+            raise
 
-    def _pass_on(self) -> None:
-        """With the lock held, by the thread that was appending: the queue to the flusher,
-        or, when it is empty, the log is idle."""
-        if self._queue:
-            self._wake_flusher()
-        else:
-            self._appending = False
-            self._turn.notify_all()
-
-    def _wake_flusher(self) -> None:
-        self._flusher_due = True
-        if self._flusher is None:
-            self._flusher = threading.Thread(
-                target=_run_flusher, args=(weakref.ref(self),), name="mcpsec-audit", daemon=True
-            )
-            self._flusher.start()
+    def _idle(self) -> None:
+        """With the lock held: nothing queued, nobody appending; flush() may return."""
+        self._appending = False
+        self._in_flight = []
         self._turn.notify_all()
 
-    def _drain(self) -> None:
-        """The flusher's work: append the queue, a batch per round trip, until it is empty."""
-        while True:
-            with self._lock:
-                batch = self._queue[:_BATCH]
-                del self._queue[:_BATCH]
-                if not batch:
-                    self._pass_on()
-                    return
+    def _abandon(self) -> None:
+        """With the lock held, when an appending thread is interrupted (KeyboardInterrupt,
+        SystemExit): whatever it held or was queued fails, so that no caller waits for
+        ever, and the log is free for the next event."""
+        failure = StoreError("the audit log was interrupted before the event was recorded")
+        for waiting in [*self._in_flight, *self._queue]:
+            if not waiting.finished:
+                self._finish(waiting, error=failure)
+        self._queue = []
+        if threading.current_thread() is self._flusher:
+            self._flusher = None  # this thread ends: the next event starts another
+        self._idle()
+
+    def _start_flusher(self) -> bool:
+        """With the lock held: make the background thread append the queue; False if no
+        thread can be started (the interpreter is shutting down)."""
+        self._flusher_due = True
+        if self._flusher is None:
+            thread = threading.Thread(
+                target=_run_flusher, args=(weakref.ref(self),), name="mcpsec-audit", daemon=True
+            )
             try:
-                self._append_batch(batch)
-            except Exception as e:  # told to every waiter already; keep the log going
-                self._failures.append(f"{len(batch)} event(s): {e}")
+                thread.start()
+            except RuntimeError:
+                self._flusher_due = False
+                return False
+            self._flusher = thread
+        self._turn.notify_all()
+        return True
 
     def _append_batch(self, batch: list[_Waiting]) -> None:
         """Chain `batch` to the log's tail and append it in one step, chaining again to
@@ -427,24 +464,37 @@ class AuditLog:
                 self._last = _link(result.last)
                 if time.monotonic() > deadline:
                     raise StoreError("the audit log is too busy to append to; try again")
-        except BaseException as e:
+        except Exception as e:
             failure = e if isinstance(e, MCPSecError) else StoreError(f"audit append failed: {e}")
+            self._last = None  # unknown now: read the tail again next time
             for waiting in batch:
-                waiting.finish(error=failure)
-                if not waiting.waited_for:  # nobody to raise it to: report it later
-                    self._failures.append(f"{waiting.event['type']}: {failure.message}")
-            if failure is e:
-                return  # told to every waiter; the next batch may fare better
-            raise
+                self._finish(waiting, error=failure)
+            return  # told to every waiter; the next batch may fare better
         last = result.appended[-1]
         self._last = (last.id, int(bodies[-1]["seq"]), str(bodies[-1]["mac"]))
         try:
             self._to_sink(result.appended)
         except StoreError as e:  # the events are stored: only the copies are missing
             types = ", ".join(dict.fromkeys(str(w.event["type"]) for w in batch))
-            self._failures.append(f"{types} (copy to the sink): {e.message}")
+            self._fail(f"{types} (copy to the sink): {e.message}")
         for waiting, entry in zip(batch, result.appended, strict=True):
-            waiting.finish(stored=entry)
+            self._finish(waiting, stored=entry)
+
+    def _finish(
+        self, waiting: _Waiting, *, stored: LogEntry | None = None, error: MCPSecError | None = None
+    ) -> None:
+        waiting.finish(stored=stored, error=error)
+        if error is not None and not waiting.waited_for:  # nobody to raise it to
+            self._fail(f"{waiting.event['type']}: {error.message}")
+
+    def _fail(self, message: str) -> None:
+        """Keep a failure to report (bounded), and log it where a server's logs go."""
+        if len(self._failures) < _MAX_FAILURES:
+            self._failures.append(message)
+        else:
+            self._dropped_failures += 1
+        if self.log_failures:
+            _logger.warning("the audit log could not record %s", message)
 
     def credential(self, value: str) -> str:
         """The keyed HMAC that names a credential in events without revealing it."""
@@ -595,9 +645,30 @@ def _run_flusher(ref: weakref.ReferenceType[AuditLog]) -> None:
                 del log
                 continue
             log._flusher_due = False
-        log._drain()
+        log._lead()
         idle_since = time.monotonic()
         del log
+
+
+def _forget_parent_state() -> None:
+    """In a forked child: the parent's background thread does not exist here and its lock
+    may have been held; the parent's queued events are the parent's to append."""
+    for log in list(_LOGS):
+        log._lock = threading.Lock()
+        log._turn = threading.Condition(log._lock)
+        log._queue, log._in_flight = [], []
+        log._appending = log._flusher_due = False
+        log._flusher = None
+
+
+os.register_at_fork(after_in_child=_forget_parent_state)
+
+
+def _check_serializable(event: Mapping[str, Any]) -> None:
+    try:
+        json.dumps(event, allow_nan=False)
+    except (TypeError, ValueError):
+        raise InvalidInputError("an audit event holds a value that is not JSON") from None
 
 
 def _flush_at_exit(ref: weakref.ReferenceType[AuditLog]) -> None:

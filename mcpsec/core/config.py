@@ -425,11 +425,11 @@ def _server_table(name: str, value: Any, path: Path) -> dict[str, Any]:
 
 
 def _urls(value: str) -> tuple[str, ...]:
+    """Authorization server URLs, checked as `mcpsec prm generate` checks them."""
+    from mcpsec.core.prm import check_url
+
     urls = tuple(u.strip() for u in value.split(",") if u.strip())
-    for url in urls:
-        if not url.startswith(("https://", "http://")) or any(c.isspace() for c in url):
-            raise InvalidInputError(f"{url!r} is not an http(s) URL")
-    return urls
+    return tuple(check_url(url, "authorization server", []) for url in urls)
 
 
 def _default_authorization_servers(issuer: str) -> tuple[str, ...]:

@@ -84,14 +84,16 @@ def guarded_app(server: MCPServer, guard: Guard, **app_options: Any) -> Starlett
     """The server's streamable-HTTP app with the tool gate inside its authentication.
     Build a new one for each start: the SDK's session manager runs once per app."""
     resource = _resource(guard)
-    path = app_options.setdefault("streamable_http_path", "/mcp")
+    if hasattr(server, "_token_verifier") and not isinstance(server._token_verifier, MCPVerifier):
+        raise ConfigError(
+            "the MCP server does not verify bearer credentials with mcpsec: build it with "
+            "MCPServer(..., **auth_options(guard))"
+        )
     app = server.streamable_http_app(**app_options)
     metadata_url = str(build_resource_metadata_url(AnyHttpUrl(resource)))
     # Appended, not add_middleware(): user middleware listed last runs innermost, after the
     # SDK's authentication has put the verified principal in the request scope.
-    app.user_middleware.append(
-        Middleware(ToolGate, guard=guard, path=path, metadata_url=metadata_url)
-    )
+    app.user_middleware.append(Middleware(ToolGate, guard=guard, metadata_url=metadata_url))
     app.add_middleware(ClientAddress)  # outermost: before the SDK's authentication
     app.router.lifespan_context = _closing(app.router.lifespan_context, guard)
     return app

@@ -11,6 +11,7 @@ client address and JSON-RPC id into the audit events recorded meanwhile.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from typing import Any, Final
 
@@ -22,34 +23,48 @@ from mcpsec.server.guard import Admission, Guard, Principal, rate_headers
 MAX_BODY: Final = 4 * 1024 * 1024  # the SDK's own default limit
 FORBIDDEN: Final = -32003  # JSON-RPC error codes the SDK's client passes through as they are
 RATE_LIMITED: Final = -32029
+UNAUTHENTICATED: Final = -32001
+UNAVAILABLE: Final = -32002
+INVALID_PARAMS: Final = -32602
+_TOOL_NAME: Final = re.compile(r"[A-Za-z0-9_.-]{1,128}")  # the MCP spec's tool names
 
 
 class ToolGate:
-    """Pure ASGI middleware for the MCP endpoint (`path`) of an SDK app."""
+    """Pure ASGI middleware inside an SDK app: every POST it serves is looked at, whatever
+    its path (a root path or a mount prefix must not let a tool call past the gate)."""
 
-    def __init__(self, app: ASGIApp, *, guard: Guard, path: str, metadata_url: str) -> None:
+    def __init__(self, app: ASGIApp, *, guard: Guard, metadata_url: str) -> None:
         self.app = app
         self.guard = guard
-        self.path = path.rstrip("/") or "/"
         self.metadata_url = metadata_url
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["method"] != "POST"
-            or scope["path"].rstrip("/") != self.path
-        ):
-            await self.app(scope, receive, send)
-            return
-        principal = _principal(scope)
-        if principal is None:  # the SDK answers 401, with its challenge
+        if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
         body = await _read_body(receive)
         if body is None:
             await _send_json(send, 413, {"error": "request body too large"})
             return
+        principal = _principal(scope)
+        if principal is None:
+            await self._unauthenticated(scope, receive, send, body)
+            return
         await self._serve(scope, receive, send, principal, body)
+
+    async def _unauthenticated(
+        self, scope: Scope, receive: Receive, send: Send, body: bytes
+    ) -> None:
+        """No verified principal: the SDK answers 401 on its MCP route; a tool call that
+        would reach a tool anyway (an app built without mcpsec's verifier) is refused here:
+        the gate fails closed."""
+        call = _tool_call(body)
+        if call is None:
+            await self.app(scope, _replay(body, receive), send)
+            return
+        challenge = f'Bearer error="invalid_token", resource_metadata="{self.metadata_url}"'
+        error = _rpc_error(call[1], UNAUTHENTICATED, "authentication required", {})
+        await _send_json(send, 401, error, {"WWW-Authenticate": challenge})
 
     async def _serve(
         self, scope: Scope, receive: Receive, send: Send, principal: Principal, body: bytes
@@ -59,6 +74,10 @@ class ToolGate:
             await self.app(scope, _replay(body, receive), send)
             return
         tool, request_id = call
+        if not _TOOL_NAME.fullmatch(tool):
+            message = "a tool name is 1-128 letters, digits, _, - or ."
+            await _send_json(send, 400, _rpc_error(request_id, INVALID_PARAMS, message, {}))
+            return
         with request_context(
             actor=principal.name,
             key_id=principal.key_id,
@@ -90,6 +109,11 @@ class ToolGate:
             message = f"tool {tool} needs the permission {needed}"
             error = _rpc_error(request_id, FORBIDDEN, message, {"required_scope": needed})
             await _send_json(send, 403, error, {"WWW-Authenticate": challenge})
+            return
+        if admission.reason == "store_unavailable":
+            message = "the rate-limit store is unavailable; try again"
+            error = _rpc_error(request_id, UNAVAILABLE, message, {})
+            await _send_json(send, 503, error, {"Retry-After": "1"})
             return
         retry = headers.get("Retry-After", "")
         message = f"rate limited: retry after {retry} s" if retry else "rate limited"

@@ -22,7 +22,7 @@ from mcpsec.core.api_keys import ApiKeys, AsyncApiKeys
 from mcpsec.core.audit import AuditLog, Outcome, load_audit_key
 from mcpsec.core.authz import CredentialKind, credential_kind
 from mcpsec.core.config import Settings
-from mcpsec.core.errors import StoreError
+from mcpsec.core.errors import InvalidInputError, StoreError
 from mcpsec.core.ratelimit import AsyncRateLimiter, Decision, RateLimiter
 from mcpsec.core.rbac import allows, check_permission
 from mcpsec.core.token_ids import subject_tag
@@ -95,6 +95,7 @@ class Guard:
             sink=audit.sink,
             required=audit.required,
         )
+        log.log_failures = True  # a server has no terminal: its failures go to its logs
         keys = ApiKeys(
             opened,
             prefix=settings.keys.prefix,
@@ -168,11 +169,17 @@ class Guard:
         if needed is not None and not allows(principal.permissions, needed):
             admission = Admission(False, "insufficient_scope", needed)
         else:
-            rate = await self.limiter.check(
-                principal.rate_identity, roles=principal.roles, cost=self.costs.get(tool, 1.0)
-            )
-            reason = None if rate.allowed else "rate_limited"
-            admission = Admission(rate.allowed, reason, needed, rate)
+            try:
+                rate = await self.limiter.check(
+                    principal.rate_identity, roles=principal.roles, cost=self.costs.get(tool, 1.0)
+                )
+            except InvalidInputError:  # the tool costs more than the bucket can ever hold
+                admission = Admission(False, "rate_limited", needed)
+            else:
+                reason = None
+                if not rate.allowed:
+                    reason = "store_unavailable" if rate.store_unavailable else "rate_limited"
+                admission = Admission(rate.allowed, reason, needed, rate)
         self._record(principal, tool, admission)
         return admission
 

@@ -227,25 +227,27 @@ class RedisStore:
         return [_record(kind, id, raw) if raw else None for id, raw in zip(ids, raws, strict=True)]
 
     def touch_key(self, key_id: str, secret_hash: str, accepted: Sequence[str] = ()) -> KeyTouch:
+        key, args = self._touch_call(key_id, secret_hash, accepted)
+        with self._errors():
+            reply = self._run("key_touch", [key], *args)
+        return _key_touch(reply)
+
+    def _touch_call(
+        self, key_id: str, secret_hash: str, accepted: Sequence[str]
+    ) -> tuple[str, tuple[str, str]]:
+        """The key and arguments of the key_touch script, checked: one place for both paths."""
         check_id(key_id)
         tokens = " ".join(_token(t) for t in accepted)
-        key = self._record_key(KEY_KIND, key_id)
-        with self._errors():
-            reply = self._run("key_touch", [key], f'"{_hex(secret_hash)}"', tokens)
-        return _key_touch(reply)
+        return self._record_key(KEY_KIND, key_id), (f'"{_hex(secret_hash)}"', tokens)
 
     async def touch_key_async(
         self, key_id: str, secret_hash: str, accepted: Sequence[str] = ()
     ) -> KeyTouch:
         if self._async is None:
             return await asyncio.to_thread(self.touch_key, key_id, secret_hash, accepted)
-        check_id(key_id)
-        tokens = " ".join(_token(t) for t in accepted)
-        key = self._record_key(KEY_KIND, key_id)
+        key, args = self._touch_call(key_id, secret_hash, accepted)
         with self._errors():
-            reply = await self._async.run_batched(
-                "key_touch", [key], f'"{_hex(secret_hash)}"', tokens
-            )
+            reply = await self._async.run_batched("key_touch", [key], *args)
         return _key_touch(reply)
 
     def set_mark(self, group: str, name: str, value: float, *, ttl: float) -> float:

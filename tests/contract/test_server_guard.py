@@ -4,10 +4,12 @@ call may go ahead (permission, then rate budget), and the audited decision."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, MutableMapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
 import pytest
@@ -236,3 +238,112 @@ def test_the_apps_shutdown_appends_every_queued_event(guard: Guard, store: Store
     asyncio.run(serve_and_stop())
     stored = store.log_tail(guard.audit.stream, 100)
     assert [e.fields.get("details") for e in stored] == [{"n": n} for n in range(20)]
+
+
+# -- the HTTP gate --------------------------------------------------------------------------
+
+
+class Reply:
+    def __init__(self) -> None:
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.body = b""
+
+
+async def through_gate(
+    guard: Guard, document: dict[str, Any], principal: Principal | None, path: str = "/mcp"
+) -> tuple[Reply, bool]:
+    """POST `document` through a ToolGate in front of a stand-in for the SDK's app:
+    (what the client got, whether the request reached the app)."""
+    from mcpsec.server.gate import ToolGate
+
+    reached = False
+
+    async def sdk(scope: Any, receive: Any, send: Any) -> None:
+        nonlocal reached
+        reached = True
+        message = await receive()
+        assert json.loads(message["body"]) == document  # the very same body, replayed
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    gate = ToolGate(sdk, guard=guard, metadata_url="https://mcp.example.com/.well-known/x")
+    token = SimpleNamespace(principal=principal) if principal else None
+    scope: dict[str, Any] = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "root_path": "/api" if path.startswith("/api") else "",
+        "headers": [],
+        "user": SimpleNamespace(access_token=token) if token else None,
+    }
+    body = json.dumps(document).encode()
+    chunks = [body[:10], body[10:]]  # sent in two parts: the gate must read them all
+
+    async def receive() -> MutableMapping[str, Any]:
+        chunk = chunks.pop(0)
+        return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
+
+    reply = Reply()
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            reply.status = message["status"]
+            reply.headers = {k.decode(): v.decode() for k, v in message["headers"]}
+        else:
+            reply.body += message.get("body", b"")
+
+    await gate(scope, receive, send)
+    return reply, reached
+
+
+def tool_call(name: str, request_id: int = 7) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": {"name": name}}
+
+
+def test_the_gate_checks_tool_calls_under_any_path(guard: Guard) -> None:
+    reader = Principal("hal", CredentialKind.KEY, frozenset({"weather:read"}), ("user",))
+    for path in ("/mcp", "/api/mcp", "/somewhere/else"):
+        reply, reached = run(guard, through_gate(guard, tool_call("write_file"), reader, path))
+        assert (reply.status, reached) == (403, False), path
+        assert reply.headers["www-authenticate"] == (
+            'Bearer error="insufficient_scope", scope="files:write", '
+            'resource_metadata="https://mcp.example.com/.well-known/x"'
+        )
+        assert json.loads(reply.body)["id"] == 7
+    reply, reached = run(guard, through_gate(guard, tool_call("get_weather"), reader))
+    assert (reply.status, reached) == (200, True)
+    assert reply.headers["ratelimit-policy"] == '"role:user";q=100;w=100'
+
+
+def test_a_tool_call_without_a_verified_principal_never_reaches_a_tool(guard: Guard) -> None:
+    reply, reached = run(guard, through_gate(guard, tool_call("get_weather"), None))
+    assert (reply.status, reached) == (401, False)
+    assert reply.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
+    listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    assert run(guard, through_gate(guard, listing, None))[1]  # the SDK answers that one
+
+
+def test_a_tool_name_that_no_tool_can_have_is_refused_before_it_is_logged(guard: Guard) -> None:
+    reader = Principal("ivy", CredentialKind.KEY, frozenset({"*"}), ("user",))
+    reply, reached = run(guard, through_gate(guard, tool_call("x" * 5000), reader))
+    assert (reply.status, reached) == (400, False)
+    assert tool_events(guard) == []
+
+
+def test_a_tool_dearer_than_any_bucket_is_refused_not_an_error(settings: Settings) -> None:
+    store = open_store("sqlite:///:memory:")
+    dear = Guard.from_settings(settings, store)
+    dear.costs["get_weather"] = 10  # the guest bucket holds 3
+    guest = Principal("jo", CredentialKind.KEY, frozenset({"weather:read"}), ("guest",))
+    reply, reached = run(dear, through_gate(dear, tool_call("get_weather"), guest))
+    assert (reply.status, reached) == (429, False)
+
+
+def test_an_app_that_does_not_verify_with_mcpsec_is_refused(guard: Guard) -> None:
+    from mcp.server.mcpserver import MCPServer
+    from mcpsec.core.errors import ConfigError
+    from mcpsec.server import guarded_app
+
+    with pytest.raises(ConfigError, match="auth_options"):
+        guarded_app(MCPServer("open", log_level="WARNING"), guard)
