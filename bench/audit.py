@@ -3,33 +3,38 @@
     .venv/bin/python bench/audit.py                  # SQLite in a temp folder, its own redis-server
     .venv/bin/python bench/audit.py --url redis://127.0.0.1:6379/0 --n 3000 --json
 
-mcpsec's append is the whole job: `AuditLog(store, key, actor="bench").record(...)` of one
-typical event (a denied key verification with subject, key id, reason, client, tool and
-request id) builds the event, MACs it over canonical JSON, and appends it only right after
-the entry its writer saw last (`Store.log_append_after`: a Lua script of XREVRANGE and XADD
-on Redis; a SELECT and an INSERT in one BEGIN IMMEDIATE transaction on SQLite). When another
-writer came first, it chains to that entry and tries again. The baseline is a bare append of
-the same JSON body (one mcpsec stored, taken once): on Redis `XADD <prefix>bare:audit * d
-<body>` with redis-py, no MAXLEN, as the AuditLog built here has no `max_events` (the config
-default of 1,000,000 would add MAXLEN ~ 1000000 to mcpsec's XADD, which trims nothing at
-these counts); on SQLite `INSERT INTO log (stream, time, data)` in its own BEGIN IMMEDIATE
-... COMMIT, on a separate file with mcpsec's log table, WAL, synchronous=FULL and the store's
-busy timeout. Every client has the store's timeouts.
+mcpsec's append is the whole job, two ways. `record`: `AuditLog(store, key,
+actor="bench").record(...)` of one typical event (a denied key verification with subject,
+key id, reason, client, tool and request id), which returns once the event is stored, as a
+change (`keys revoke`) must: it builds the event, MACs it over canonical JSON, and appends it
+only right after the entry its writer saw last (`Store.log_append_after`: a Lua script of
+XREVRANGE and XADD on Redis; a SELECT and an INSERT in one BEGIN IMMEDIATE transaction on
+SQLite); when another writer came first, it chains to that entry and tries again. `verdict`:
+`AuditLog.verdict(...)` of the same event, as a server records every decision: queued, and
+appended by the log's background thread with whatever else is queued, up to 64 per round
+trip; the timed span ends only when `flush()` says every one is stored. The baseline is a
+bare append of the same JSON body (one mcpsec stored, taken once), one at a time: on Redis
+`XADD <prefix>bare:audit * d <body>` with redis-py, no MAXLEN, as the AuditLog built here
+has no `max_events` (the config default of 1,000,000 would add MAXLEN ~ 1000000 to mcpsec's
+XADD, which trims nothing at these counts); on SQLite `INSERT INTO log (stream, time, data)`
+in its own BEGIN IMMEDIATE ... COMMIT, on a separate file with mcpsec's log table, WAL,
+synchronous=FULL and the store's busy timeout. Every client has the store's timeouts.
 
 Three modes. 1 writer: this process appends in a loop, each way. N threads (`--writers`, 4)
 of this process, sharing one AuditLog and store as a server's concurrent requests do: an
 event queued while another thread appends goes in with that thread's next round trip (group
-commit); the bare appends share one redis-py client, or one SQLite connection per thread.
-N processes: spawned, each with its own store, AuditLog and connection, all on one stream
-(one file); one event per process is in flight at a time, so their appends take turns at
-the chain's tail. Threads and processes are released together by a barrier to share each
-round's appends; the rate is all of them over the time from the first one's start to the
-last one's end. Rounds are
-interleaved, the order swapped every round. Target: mcpsec >= 0.5x the bare appends per
-second, per backend and mode. After the multi-writer rounds, `log.verify()` walks the whole
-chain once (untimed): it must be intact and hold exactly as many events as were appended,
-proof that concurrent writers neither broke it nor lost an event. A benchmark reports; it
-always exits 0.
+commit); the bare appends share one redis-py client, or one SQLite connection per thread. N
+processes: spawned, each with its own store, AuditLog and connection, all on one stream (one
+file); with `record`, one event per process is in flight at a time, so their appends take
+turns at the chain's tail (the chain is one sequence: that is what makes a deleted event
+show); with `verdict`, each process's queue goes in a batch at a time. Threads and processes
+are released together by a barrier to share each round's appends; the rate is all of them
+over the time from the first one's start to the last one's end. Rounds are interleaved, the
+order swapped every round. Target: mcpsec >= 0.5x the bare appends per second, per backend
+and mode. After the multi-writer rounds, `log.verify()` walks the whole chain once
+(untimed): it must be intact and hold exactly as many events as were appended, proof that
+concurrent writers neither broke it nor lost an event. A benchmark reports; it always exits
+0.
 """
 
 from __future__ import annotations
@@ -100,7 +105,7 @@ BARE_SCHEMA: Final = (
     "time REAL NOT NULL, data TEXT NOT NULL)",
     "CREATE INDEX log_stream ON log (stream, seq)",
 )
-MCPSEC, BARE = "mcpsec", "bare"
+MCPSEC, QUEUED, BARE = "mcpsec", "queued", "bare"
 
 Timed = Callable[[int], tuple[float, int]]  # n appends -> (appends per second, failed)
 
@@ -185,6 +190,7 @@ class Appenders:
     def __init__(self, target: Target) -> None:
         self.store = open_store(target.store_url, prefix=target.prefix, timeout=TIMEOUT)
         self.log = AuditLog(self.store, AUDIT_KEY, actor="bench")
+        self.failures_seen = 0
         self.bare: BareRedis | BareSqlite
         if target.backend == "redis":
             self.bare = BareRedis(target.bare, f"{target.prefix}bare:{STREAM}", target.body)
@@ -198,9 +204,24 @@ class Appenders:
             return False
         return True
 
+    def queue(self, _: str) -> bool:
+        """A verdict as a server records it: queued, appended by the log's background
+        thread with whatever else is queued; `settle` waits until all are stored."""
+        self.log.verdict("key.verified", Outcome.DENIED, **EVENT)
+        return True
+
+    def settle(self, method: str) -> int:
+        """After a way's appends, inside the timed span: wait until queued verdicts are
+        stored. How many failed since the last time."""
+        if method != QUEUED:
+            return 0
+        failures = len(self.log.failures)
+        new, self.failures_seen = failures - self.failures_seen, failures
+        return new
+
     @property
     def ways(self) -> dict[str, Predicate]:
-        return {MCPSEC: self.record, BARE: self.bare.append}
+        return {MCPSEC: self.record, QUEUED: self.queue, BARE: self.bare.append}
 
     def close(self) -> None:
         self.bare.close()
@@ -218,6 +239,7 @@ def writer(target: Target, start: Barrier, orders: Connection) -> None:
             start.wait(timeout=BARRIER_TIMEOUT)
             began = time.monotonic()
             failed = sum(not append("") for _ in range(count))
+            failed += appenders.settle(method)
             orders.send((began, time.monotonic(), failed))
     finally:
         appenders.close()
@@ -284,7 +306,7 @@ class Threads:
 
     def run(self, method: str, n: int) -> tuple[float, int]:
         """`n` appends shared by the threads: (appends per second all told, failed)."""
-        append = self.mine.record if method == MCPSEC else self.bare
+        append = self.bare if method == BARE else self.mine.ways[method]
         start = threading.Barrier(self.count)
         times: list[tuple[float, float, int]] = []
 
@@ -292,6 +314,8 @@ class Threads:
             start.wait(timeout=BARRIER_TIMEOUT)
             began = time.monotonic()
             failed = sum(not append("") for _ in range(share))
+            if method == QUEUED:
+                self.mine.log.flush()  # stored, not merely queued (failures counted below)
             times.append((began, time.monotonic(), failed))
 
         shares = [n // self.count + (i < n % self.count) for i in range(self.count)]
@@ -301,7 +325,7 @@ class Threads:
         for thread in threads:
             thread.join()
         began, ended = min(t[0] for t in times), max(t[1] for t in times)
-        return n / (ended - began), sum(t[2] for t in times)
+        return n / (ended - began), sum(t[2] for t in times) + self.mine.settle(method)
 
     def close(self) -> None:
         for bare in self.opened:  # each thread's connection; closed from here, as they exit
@@ -343,6 +367,12 @@ class Pair:
         if self.writers == 1:
             return "1 writer"
         return f"{self.writers} {'threads' if self.how == 'threads' else 'procs'}"
+
+    @property
+    def call(self) -> str:
+        """How mcpsec appended: `record` (each waits for its event: a change) or `verdict`
+        (queued and appended meanwhile: what a server does on every request)."""
+        return "verdict" if self.mcpsec.name == QUEUED else "record"
 
     @property
     def ratio(self) -> float:
@@ -427,36 +457,46 @@ def measure(name: str, where: str, target: Target, args: argparse.Namespace) -> 
     target = replace(target, body=first_body(target))
     mine = Appenders(target)  # this process's writer; its AuditLog verifies at the end
     try:
-        ways = {way: _in_process(append) for way, append in mine.ways.items()}
+        ways = {way: _in_process(mine, way) for way in mine.ways}
         single = throughput(ways, args.n, args.rounds, WARMUP)
         threads = Threads(target, mine, args.writers)
         try:
-            ways = {way: _in_writers(threads, way) for way in (MCPSEC, BARE)}
+            ways = {way: _in_writers(threads, way) for way in (MCPSEC, QUEUED, BARE)}
             threaded = throughput(ways, args.n, args.rounds, WARMUP * args.writers)
         finally:
             threads.close()
         with writers(target, args.writers) as spawned:
-            ways = {way: _in_writers(spawned, way) for way in (MCPSEC, BARE)}
+            ways = {way: _in_writers(spawned, way) for way in (MCPSEC, QUEUED, BARE)}
             multi = throughput(ways, args.n, args.rounds, WARMUP * args.writers)
         runs = (single, threaded, multi)
         check = Check(
             mine.log.verify(),
-            1 + sum(run[MCPSEC].appended for run in runs),
+            1 + sum(run[way].appended for run in runs for way in (MCPSEC, QUEUED)),
             mine.bare.count(),
             sum(run[BARE].appended for run in runs),
         )
     finally:
         mine.close()
-    pairs = (
-        Pair(name, 1, "process", single[MCPSEC], single[BARE]),
-        Pair(name, args.writers, "threads", threaded[MCPSEC], threaded[BARE]),
-        Pair(name, args.writers, "process", multi[MCPSEC], multi[BARE]),
+    pairs = tuple(
+        Pair(name, writers, how, run[way], run[BARE])
+        for writers, how, run in (
+            (1, "process", single),
+            (args.writers, "threads", threaded),
+            (args.writers, "process", multi),
+        )
+        for way in (MCPSEC, QUEUED)
     )
     return Backend(name, where, pairs, check)
 
 
-def _in_process(append: Predicate) -> Timed:
-    return lambda n: timed(append, "", n)
+def _in_process(mine: Appenders, way: str) -> Timed:
+    def run(n: int) -> tuple[float, int]:
+        start = time.perf_counter()
+        _, failed = timed(mine.ways[way], "", n)
+        failed += mine.settle(way)
+        return n / (time.perf_counter() - start), failed
+
+    return run
 
 
 def _in_writers(spawned: Writers | Threads, way: str) -> Timed:
@@ -490,7 +530,7 @@ def run_redis(url: str, server: str, args: argparse.Namespace) -> Backend:
 def ratio_line(pair: Pair) -> str:
     below = "" if pair.met else "  BELOW TARGET"
     return (
-        f"{pair.backend:<6}  {pair.mode:<9}  mcpsec {pair.mcpsec.median:6.0f}/s / bare "
+        f"{pair.backend:<6}  {pair.mode:<9}  {pair.call:<7}  {pair.mcpsec.median:6.0f}/s / bare "
         f"{pair.bare.median:6.0f}/s = {pair.ratio:.2f}x (target >= {TARGET_RATIO:.1f}x; "
         f"round by round {pair.paired:.2f}x){below}"
     )
@@ -510,7 +550,7 @@ def check_line(backend: Backend) -> str:
 
 def render_table(report: Report) -> str:
     head = (
-        f"{'backend':<7}  {'mode':<9}  {'method':<6}  {'median':>7}  {'min':>7}  {'max':>7}  "
+        f"{'backend':<7}  {'mode':<9}  {'method':<7}  {'median':>7}  {'min':>7}  {'max':>7}  "
         "rounds (appends/s)"
     )
     lines = [b.where for b in report.backends]
@@ -526,10 +566,11 @@ def render_table(report: Report) -> str:
     ]
     for backend in report.backends:
         for pair in backend.pairs:
-            for t in (pair.mcpsec, pair.bare):
+            shown = (pair.mcpsec,) if pair.call == "record" else (pair.mcpsec, pair.bare)
+            for t in shown:
                 rounds = " ".join(f"{r:.0f}" for r in t.rates)
                 lines.append(
-                    f"{backend.name:<7}  {pair.mode:<9}  {t.name:<6}  {t.median:7.0f}  "
+                    f"{backend.name:<7}  {pair.mode:<9}  {t.name:<7}  {t.median:7.0f}  "
                     f"{min(t.rates):7.0f}  {max(t.rates):7.0f}  {rounds}"
                 )
                 if t.failed:
@@ -552,6 +593,7 @@ def render_json(report: Report) -> str:
         return {
             "writers": p.writers,
             "mode": p.mode,
+            "call": p.call,
             MCPSEC: way(p.mcpsec),
             BARE: way(p.bare),
             "ratio": round(p.ratio, 3),
@@ -585,9 +627,7 @@ def render_json(report: Report) -> str:
         "results": {
             b.name: {
                 "where": b.where,
-                "single": pair(b.pairs[0]),
-                "threads": pair(b.pairs[1]),
-                "processes": pair(b.pairs[2]),
+                "pairs": [pair(p) for p in b.pairs],
                 "verify": check(b.check),
             }
             for b in report.backends
