@@ -202,7 +202,7 @@ class _Waiting:
     """One event queued for the thread appending for everyone (group commit)."""
 
     event: dict[str, Any]  # what happened, with its time; the chain fields come later
-    wake: threading.Event = field(default_factory=threading.Event)
+    wake: threading.Event | None = None  # only for a caller that waits on another thread
     waited_for: bool = True  # a thread waits for it (False: a verdict, appended meanwhile)
     lead: bool = False  # this event's thread appends the queue now
     stored: LogEntry | None = None
@@ -214,7 +214,8 @@ class _Waiting:
 
     def finish(self, *, stored: LogEntry | None = None, error: MCPSecError | None = None) -> None:
         self.stored, self.error = stored, error
-        self.wake.set()
+        if self.wake is not None:
+            self.wake.set()
 
 
 @dataclass(frozen=True)
@@ -361,7 +362,7 @@ class AuditLog:
         assert waiting is not None
         if waiting.lead:
             self._lead(waiting)
-        elif not waiting.wake.wait(_APPEND_DEADLINE * 3):
+        elif waiting.wake is not None and not waiting.wake.wait(_APPEND_DEADLINE * 3):
             raise StoreError("the audit log did not record the event in time; try again")
         if waiting.error is not None:
             raise waiting.error
@@ -384,6 +385,8 @@ class AuditLog:
             if not self._appending:
                 self._appending = True
                 waiting.lead = wait or not self._start_flusher()
+            elif wait:
+                waiting.wake = threading.Event()  # set under this lock's protection: no race
         return waiting
 
     def _lead(self, own: _Waiting | None = None) -> None:
