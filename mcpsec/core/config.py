@@ -20,7 +20,7 @@ from mcpsec.core.errors import ConfigError, InvalidInputError
 from mcpsec.core.key_format import check_prefix as check_key_prefix
 from mcpsec.core.rate_config import build_rate_policy, parse_rate_tables
 from mcpsec.core.ratelimit import RatePolicy
-from mcpsec.core.rbac import RoleTable
+from mcpsec.core.rbac import RoleTable, check_permission
 from mcpsec.core.roles import DEFAULT_ROLES, build_roles, parse_role_tables
 from mcpsec.core.secret_files import Secret
 from mcpsec.core.token_ids import check_audience
@@ -59,6 +59,7 @@ ENV_VARS: dict[str, str] = {
     "rate.default_role": "MCPSEC_RATE_DEFAULT_ROLE",
     "server.resource": "MCPSEC_SERVER_RESOURCE",
     "server.authorization_servers": "MCPSEC_SERVER_AUTHORIZATION_SERVERS",
+    "server.default_permission": "MCPSEC_SERVER_DEFAULT_PERMISSION",
 }
 SERVER_TABLES = frozenset({"server.tools", "server.tool_costs"})  # [server.tools] name = ...
 SECRET_SETTINGS = frozenset({"tokens.secret", "audit.key"})
@@ -124,6 +125,9 @@ SETTING_HELP: dict[str, str] = {
     "its RFC 9728 metadata (default: `tokens.audience`).",
     "server.authorization_servers": "The OAuth authorization servers that issue its tokens, "
     "comma-separated URLs, for the RFC 9728 metadata (default: `tokens.issuer` when it is a URL).",
+    "server.default_permission": "The permission a tool call needs when `[server.tools]` (or "
+    "`@guard.requires`) names none for the tool, like `tools:call`. Unset: such a tool is "
+    "open to every authenticated caller.",
 }
 
 
@@ -173,6 +177,7 @@ class ServerSettings:
     authorization_servers: tuple[str, ...] = ()
     tools: Mapping[str, str] = field(default_factory=dict)
     tool_costs: Mapping[str, float] = field(default_factory=dict)
+    default_permission: str | None = None  # needed by a tool without its own rule
 
 
 @dataclass(frozen=True)
@@ -393,13 +398,13 @@ def _build(path: Path, found: bool, merged: dict[str, Any], sources: dict[str, s
         else _default_authorization_servers(tokens.issuer),
         tools=merged.get("server.tools", {}),
         tool_costs=merged.get("server.tool_costs", {}),
+        default_permission=checked("server.default_permission", check_permission, None),
     )
     return Settings(path, found, store, tokens, keys, roles, sources, rate, audit, server)
 
 
 def _server_table(name: str, value: Any, path: Path) -> dict[str, Any]:
     """[server.tools]: tool = "resource:action"; [server.tool_costs]: tool = tokens (> 0)."""
-    from mcpsec.core.rbac import check_permission
     from mcpsec.store.interface import check_id
 
     where = f"config file {path}: [{name}]"
@@ -543,6 +548,7 @@ def redacted(settings: Settings) -> dict[str, Any]:
             "authorization_servers": list(settings.server.authorization_servers),
             "tools": dict(sorted(settings.server.tools.items())),
             "tool_costs": dict(sorted(settings.server.tool_costs.items())),
+            "default_permission": settings.server.default_permission,
         },
         "rate": {
             "fail_open": settings.rate.fail_open,

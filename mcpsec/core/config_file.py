@@ -181,9 +181,11 @@ SERVER_COMMENT = """\
 # resource: the server's resource URI, the audience its tokens must carry (default:
 # tokens.audience). authorization_servers: for its RFC 9728 metadata. [server.tools]: the
 # permission each tool needs; [server.tool_costs]: rate-limit tokens a call costs (default 1).
+# default_permission: what a tool without its own rule needs (unset: nothing).
 # [server]
 # resource = "https://mcp.example.com/mcp"
 # authorization_servers = "https://auth.example.com"
+# default_permission = "tools:call"
 # [server.tools]
 # write_file = "files:write"
 # [server.tool_costs]

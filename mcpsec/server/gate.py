@@ -26,6 +26,7 @@ RATE_LIMITED: Final = -32029
 UNAUTHENTICATED: Final = -32001
 UNAVAILABLE: Final = -32002
 INVALID_PARAMS: Final = -32602
+_GONE: Final = b"\x00gone"  # what _read_body returns when the client disconnected
 _TOOL_NAME: Final = re.compile(r"[A-Za-z0-9_.-]{1,128}")  # the MCP spec's tool names
 
 
@@ -43,6 +44,8 @@ class ToolGate:
             await self.app(scope, receive, send)
             return
         body = await _read_body(receive)
+        if body is _GONE:  # the client went away mid-request: nothing to answer
+            return
         if body is None:
             await _send_json(send, 413, {"error": "request body too large"})
             return
@@ -151,7 +154,7 @@ async def _read_body(receive: Receive) -> bytes | None:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            return b"".join(chunks)
+            return _GONE
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY:

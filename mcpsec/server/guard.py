@@ -78,6 +78,7 @@ class Guard:
     authorization_servers: tuple[str, ...] = ()
     tools: dict[str, str] = field(default_factory=dict)  # tool -> permission needed
     costs: dict[str, float] = field(default_factory=dict)  # tool -> rate tokens a call costs
+    default_permission: str | None = None  # what a tool without its own rule needs
 
     @classmethod
     def from_settings(cls, settings: Settings, store: Store | None = None) -> Guard:
@@ -112,6 +113,7 @@ class Guard:
             settings.server.authorization_servers,
             dict(settings.server.tools),
             dict(settings.server.tool_costs),
+            settings.server.default_permission,
         )
 
     async def aclose(self) -> None:
@@ -165,7 +167,7 @@ class Guard:
     async def admit(self, principal: Principal, tool: str) -> Admission:
         """Permission first (a refusal costs no rate budget), then the rate limit: the
         principal's roles' most generous limit, charged the tool's cost."""
-        needed = self.tools.get(tool)
+        needed = self.tools.get(tool, self.default_permission)
         if needed is not None and not allows(principal.permissions, needed):
             admission = Admission(False, "insufficient_scope", needed)
         else:

@@ -140,6 +140,17 @@ def test_a_tool_costs_what_the_config_says_and_the_limit_answers_with_headers(
     assert "Retry-After" not in rate_headers(first.rate)
 
 
+def test_a_tool_without_a_rule_needs_the_default_permission_when_one_is_set(
+    guard: Guard,
+) -> None:
+    reader = Principal("kim", CredentialKind.KEY, frozenset({"weather:read"}), ("user",))
+    assert run(guard, guard.admit(reader, "unlisted")).allowed  # open: no default set
+    guard.default_permission = "tools:call"
+    refused = run(guard, guard.admit(reader, "unlisted"))
+    assert (refused.allowed, refused.permission) == (False, "tools:call")
+    assert run(guard, guard.admit(reader, "get_weather")).allowed  # its own rule still wins
+
+
 def test_the_most_generous_role_sets_the_limit(guard: Guard) -> None:
     both = Principal("erin", CredentialKind.TOKEN, frozenset(), ("guest", "user"))
     decision = run(guard, guard.admit(both, "anything"))
@@ -347,3 +358,32 @@ def test_an_app_that_does_not_verify_with_mcpsec_is_refused(guard: Guard) -> Non
 
     with pytest.raises(ConfigError, match="auth_options"):
         guarded_app(MCPServer("open", log_level="WARNING"), guard)
+
+
+def test_a_client_that_goes_away_mid_body_is_not_answered_nor_passed_on(guard: Guard) -> None:
+    from mcpsec.server.gate import ToolGate
+
+    reached, sent = False, []
+
+    async def sdk(scope: Any, receive: Any, send: Any) -> None:
+        nonlocal reached
+        reached = True
+
+    async def scenario() -> None:
+        gate = ToolGate(sdk, guard=guard, metadata_url="https://m")
+        messages: list[MutableMapping[str, Any]] = [
+            {"type": "http.request", "body": b'{"jsonrpc": "2.0", "me', "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+
+        async def receive() -> MutableMapping[str, Any]:
+            return messages.pop(0)
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/mcp", "headers": []}
+        await gate(scope, receive, send)
+
+    asyncio.run(scenario())
+    assert (reached, sent) == (False, [])

@@ -253,6 +253,14 @@ def test_server_settings_from_the_file_and_env(env):
     assert redacted(load_settings(env))["server"]["tools"]["write_file"] == "files:write"
 
 
+def test_a_default_permission_for_tools_without_a_rule(env):
+    assert load_settings(env).server.default_permission is None
+    env = {**env, "MCPSEC_SERVER_DEFAULT_PERMISSION": "tools:call"}
+    assert load_settings(env).server.default_permission == "tools:call"
+    with pytest.raises(ConfigError, match=r"server\.default_permission"):
+        load_settings({**env, "MCPSEC_SERVER_DEFAULT_PERMISSION": "everything"})
+
+
 def test_without_a_url_issuer_there_is_no_default_authorization_server(env):
     assert load_settings(env).server.authorization_servers == ()
     assert load_settings(env).server.resource is None
