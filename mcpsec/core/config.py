@@ -392,7 +392,7 @@ def _build(path: Path, found: bool, merged: dict[str, Any], sources: dict[str, s
     )
     servers = optional("server.authorization_servers")
     server = ServerSettings(
-        resource=checked("server.resource", check_audience, None) or tokens.audience,
+        resource=checked("server.resource", _resource_url, None) or tokens.audience,
         authorization_servers=_checked(_urls, servers, "server.authorization_servers", sources)
         if servers
         else _default_authorization_servers(tokens.issuer),
@@ -435,6 +435,13 @@ def _urls(value: str) -> tuple[str, ...]:
 
     urls = tuple(u.strip() for u in value.split(",") if u.strip())
     return tuple(check_url(url, "authorization server", []) for url in urls)
+
+
+def _resource_url(value: str) -> str:
+    """The server's resource URI: an audience tokens carry, and a URL in header fields."""
+    from mcpsec.core.prm import check_url
+
+    return check_url(check_audience(value), "resource", [])
 
 
 def _default_authorization_servers(issuer: str) -> tuple[str, ...]:

@@ -90,6 +90,8 @@ def check_url(url: str, what: str, warnings: list[str]) -> str:
         )
     if parts.fragment or any(c.isspace() or c == '"' for c in url.strip()):
         raise InvalidInputError(f"the {what} {url!r} may not have a fragment, spaces or quotes")
+    if not url.isascii():  # it goes into HTTP header fields
+        raise InvalidInputError(f"the {what} {url!r} must be ASCII: percent-encode the rest")
     if parts.scheme == "http":
         if host not in LOOPBACK:
             raise InvalidInputError(f"the {what} {url!r} must use https (RFC 9728)", field=what)

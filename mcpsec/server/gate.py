@@ -165,12 +165,17 @@ async def _read_body(receive: Receive) -> bytes | None:
 
 
 def _tool_call(body: bytes) -> tuple[str, Any] | None:
-    """(tool, JSON-RPC id) of a `tools/call`; None for anything else (the SDK judges it)."""
+    """(tool, JSON-RPC id) of a `tools/call` request; None for anything else, a notification
+    (no id: the SDK runs no tool for it) included: the SDK judges those."""
     try:
         message = json.loads(body)
     except ValueError:
         return None
-    if not isinstance(message, dict) or message.get("method") != "tools/call":
+    if (
+        not isinstance(message, dict)
+        or message.get("method") != "tools/call"
+        or "id" not in message
+    ):
         return None
     params = message.get("params")
     name = params.get("name") if isinstance(params, dict) else None

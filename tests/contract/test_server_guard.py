@@ -335,6 +335,13 @@ def test_a_tool_call_without_a_verified_principal_never_reaches_a_tool(guard: Gu
     assert run(guard, through_gate(guard, listing, None))[1]  # the SDK answers that one
 
 
+def test_a_tool_call_notification_is_left_to_the_sdk_which_runs_no_tool(guard: Guard) -> None:
+    guest = Principal("lou", CredentialKind.KEY, frozenset(), ("guest",))
+    notification = {"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "write_file"}}
+    _, reached = run(guard, through_gate(guard, notification, guest))
+    assert reached and tool_events(guard) == []  # neither charged nor logged as a call
+
+
 def test_a_tool_name_that_no_tool_can_have_is_refused_before_it_is_logged(guard: Guard) -> None:
     reader = Principal("ivy", CredentialKind.KEY, frozenset({"*"}), ("user",))
     reply, reached = run(guard, through_gate(guard, tool_call("x" * 5000), reader))

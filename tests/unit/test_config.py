@@ -277,6 +277,8 @@ def test_without_a_url_issuer_there_is_no_default_authorization_server(env):
         ("[server]\ntools = 3\n", "table"),
         ('[server]\nauthorization_servers = "ftp://x"\n', "http"),
         ('[server]\nresource = "has space"\n', "server.resource"),
+        ('[server]\nresource = "mcp-server"\n', "absolute URL"),
+        ('[server]\nresource = "https://exämple.com/mcp"\n', "ASCII"),
         ('[server]\nunknown = "x"\n', "unknown setting"),
     ],
 )

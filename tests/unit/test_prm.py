@@ -59,6 +59,7 @@ def test_the_document_and_the_challenge_name_the_same_place() -> None:
         ("https://mcp.example.com/mcp", ["ftp://a"], [], "absolute URL"),
         ("https://mcp.example.com/mcp", ["https://a"], ["two words"], "one word"),
         ("https://mcp.example.com/mcp", ["https://a"], ['a"b'], "quotes"),
+        ("https://mcp.exämple.com/mcp", ["https://a"], [], "ASCII"),
     ],
 )
 def test_what_a_client_could_not_use_is_refused(
