@@ -82,6 +82,12 @@ class AsyncTransport:
         self._opening: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary()
         )
+        self._held: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary()
+        )  # the connection each loop's batches go over
+        self._held_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def run_batched(self, name: str, keys: Sequence[str], *args: Any) -> Any:
         """`run`, sent in one pipeline with the other calls of this turn of the loop."""
@@ -130,10 +136,43 @@ class AsyncTransport:
                 call.future.set_result(reply)
 
     async def _pipeline(self, calls: Sequence[_Call]) -> list[Any]:
-        pipe = (await self._client()).pipeline(transaction=False)
-        for call in calls:
-            pipe.evalsha(self._scripts[call.name][0], len(call.keys), *call.keys, *call.args)
-        return list(await pipe.execute(raise_on_error=False))
+        """The batch written at once on this loop's held connection, the replies read in
+        order (an error reply is that call's reply). redis-py's pipeline object costs more
+        CPU than the scripts themselves; its connection does the protocol, AUTH and TLS. A
+        failed write or read drops the connection, so a late reply is never read as the
+        answer to the next batch."""
+        loop = asyncio.get_running_loop()
+        lock = self._held_locks.get(loop)
+        if lock is None:
+            lock = self._held_locks[loop] = asyncio.Lock()
+        commands = [
+            ("EVALSHA", self._scripts[c.name][0], len(c.keys), *c.keys, *c.args) for c in calls
+        ]
+        async with lock:
+            connection = await self._held_connection(loop)
+            try:
+                packed = connection.pack_commands(commands)
+                await connection.send_packed_command(packed, check_health=False)
+                replies: list[Any] = []
+                for _ in commands:
+                    try:
+                        replies.append(await connection.read_response())
+                    except redis.exceptions.ResponseError as e:
+                        replies.append(e)
+            except BaseException:
+                self._held.pop(loop, None)
+                await connection.disconnect()
+                raise
+        return replies
+
+    async def _held_connection(self, loop: asyncio.AbstractEventLoop) -> Any:
+        connection = self._held.get(loop)
+        if connection is None:
+            client = await self._client()
+            connection = client.connection_pool.make_connection()
+            await connection.connect()
+            self._held[loop] = connection
+        return connection
 
     async def run(self, name: str, keys: Sequence[str], *args: Any) -> Any:
         """Like the blocking `_run`: reload the script only on NOSCRIPT, retry nothing else.
@@ -159,7 +198,11 @@ class AsyncTransport:
 
     async def aclose(self) -> None:
         """Close this event loop's client (each loop's client must be closed in that loop)."""
-        client = self._clients.pop(asyncio.get_running_loop(), None)
+        loop = asyncio.get_running_loop()
+        held = self._held.pop(loop, None)
+        if held is not None:
+            await held.disconnect()
+        client = self._clients.pop(loop, None)
         if client is not None:
             await client.aclose()
 

@@ -105,3 +105,33 @@ def test_an_unreachable_server_fails_every_caller_closed(keys: TokenKeys, tmp_pa
 
     outcomes = asyncio.run(run())
     assert all(isinstance(o, StoreError) for o in outcomes), outcomes
+
+
+def test_a_killed_connection_fails_its_batch_and_the_next_one_reconnects(
+    store: RedisStore, keys: TokenKeys
+) -> None:
+    """The asyncio transport holds one connection per event loop: when the server drops it,
+    the batch in flight fails closed and the next batch opens a new one."""
+    if store.info().backend != "redis":
+        pytest.skip("the cluster path sends call by call over redis-py's client")
+    tokens = Tokens(store, keys)
+    minted = tokens.mint("reconnect", refresh=False)
+    verifier = AsyncTokens(tokens)
+
+    async def run() -> list[object]:
+        try:
+            await verifier.verify(minted.access_token)  # the held connection is open now
+            store.client.client_kill_filter(_type="normal", skipme=True)
+            outcomes: list[object] = []
+            for _ in range(3):
+                try:
+                    outcomes.append((await verifier.verify(minted.access_token)).valid)
+                except StoreError as e:
+                    outcomes.append(e)
+            return outcomes
+        finally:
+            await verifier.aclose()
+
+    outcomes = asyncio.run(run())
+    assert isinstance(outcomes[0], StoreError), outcomes  # the dead connection, not a verdict
+    assert outcomes[1:] == [True, True], outcomes
