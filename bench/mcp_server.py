@@ -78,14 +78,13 @@ if str(_REPO) not in sys.path:
     sys.path.insert(0, str(_REPO))
 
 from mcpsec.core.api_keys import ApiKeys  # noqa: E402
-from mcpsec.core.audit import AuditLog, Outcome, Verification, load_audit_key  # noqa: E402
+from mcpsec.core.audit import AuditLog, Outcome, Verification  # noqa: E402
 from mcpsec.core.authz import CredentialKind  # noqa: E402
 from mcpsec.core.config import Settings, default_config_path, load_settings  # noqa: E402
 from mcpsec.core.config_file import SECRET_FILE_NAME  # noqa: E402
 from mcpsec.core.secret_files import new_secret_value, write_private_file  # noqa: E402
 from mcpsec.core.tokens import Tokens  # noqa: E402
 from mcpsec.server.guard import TOOL_EVENT  # noqa: E402
-from mcpsec.store import open_store  # noqa: E402
 
 from bench.common import (  # noqa: E402
     add_server_options,
@@ -270,36 +269,16 @@ def deploy(folder: Path, store_url: str, prefix: str, resource: str) -> Deployme
     write_private_file(config, CONFIG.encode())
     write_private_file(config.parent / SECRET_FILE_NAME, (new_secret_value() + "\n").encode())
     settings = load_settings(environ)
-    store = open_store(
-        settings.store.url, prefix=settings.store.prefix, timeout=settings.store.timeout
-    )
+    store = settings.store.open()
     try:
-        log = audit_log(settings, store)
-        keys = ApiKeys(
-            store,
-            prefix=settings.keys.prefix,
-            default_ttl=settings.keys.default_ttl,
-            roles=settings.roles,
-            audit=log,
-        )
+        log = AuditLog.from_settings(settings, store, actor="bench")
+        keys = ApiKeys.from_settings(settings, store, audit=log)
         key = keys.create("bench", owner="bench-key", roles=[ROLE]).api_key
         tokens = Tokens.from_settings(settings, store, audit=log)
         token = tokens.mint("bench-token", roles=[ROLE], ttl=3600, refresh=False).access_token
     finally:
         store.close()
     return Deployment(environ, settings, {KEY: key, TOKEN: token})
-
-
-def audit_log(settings: Settings, store: Any) -> AuditLog:
-    """The audit log as the guarded server opens it (its key created here, on first use)."""
-    audit = settings.audit
-    return AuditLog(
-        store,
-        load_audit_key(audit.key, audit.key_file),
-        actor="bench",
-        max_events=audit.max_events,
-        max_age=audit.max_age,
-    )
 
 
 def child_environ(environ: dict[str, str]) -> dict[str, str]:
@@ -326,11 +305,9 @@ class Check:
 
 
 def check_audit(settings: Settings, made: dict[str, int]) -> Check:
-    store = open_store(
-        settings.store.url, prefix=settings.store.prefix, timeout=settings.store.timeout
-    )
+    store = settings.store.open()
     try:
-        log = audit_log(settings, store)
+        log = AuditLog.from_settings(settings, store, actor="bench")
         verification = log.verify()
         recorded = dict.fromkeys(GUARDED, 0)
         kinds = {kind: way for way, kind in GUARDED.items()}

@@ -54,40 +54,20 @@ class CliState:
 
     def store(self) -> Store:
         if self._store is None:
-            from mcpsec.store import open_store
-
-            settings = self.settings()
-            self._store = open_store(
-                settings.store.url, prefix=settings.store.prefix, timeout=settings.store.timeout
-            )
+            self._store = self.settings().store.open()
         return self._store
 
     def api_keys(self) -> ApiKeys:
         from mcpsec.core.api_keys import ApiKeys
 
-        keys = self.settings().keys
-        return ApiKeys(
-            self.store,
-            prefix=keys.prefix,
-            default_ttl=keys.default_ttl,
-            roles=self.settings().roles,
-            audit=self.audit_log(),
-        )
+        return ApiKeys.from_settings(self.settings(), self.store, audit=self.audit_log())
 
     def audit_log(self) -> AuditLog:
         """The audit log every command records its changes and verdicts in, as this OS user."""
         if self._audit is None:
-            from mcpsec.core.audit import AuditLog, load_audit_key
+            from mcpsec.core.audit import AuditLog
 
-            audit = self.settings().audit
-            self._audit = AuditLog(
-                self.store,
-                load_audit_key(audit.key, audit.key_file),
-                max_events=audit.max_events,
-                max_age=audit.max_age,
-                sink=audit.sink,
-                required=audit.required,
-            )
+            self._audit = AuditLog.from_settings(self.settings(), self.store)
         return self._audit
 
     def tokens(self) -> Tokens:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from mcpsec.core.async_bridge import in_thread
 from mcpsec.core.audit import NO_AUDIT, Audit, Outcome, audited
@@ -50,6 +50,9 @@ from mcpsec.core.key_records import (
 from mcpsec.core.rbac import RoleTable, check_permission
 from mcpsec.core.roles import DEFAULT_ROLES
 from mcpsec.store import KEY_KIND, KeyOutcome, KeyTouch, Record, Store, UpdateStatus
+
+if TYPE_CHECKING:  # config imports the rate limiter, which imports the audit log
+    from mcpsec.core.config import Settings
 
 DEFAULT_TTL: Final = 90 * 86400.0
 DEFAULT_GRACE: Final = 86400.0
@@ -145,6 +148,19 @@ def check_format(api_key: str) -> Verdict:
 
 class ApiKeys:
     """The API key rules over any Store."""
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, store: Store | Callable[[], Store], *, audit: Audit = NO_AUDIT
+    ) -> ApiKeys:
+        """The keys as `[keys]` and the roles configure them."""
+        return cls(
+            store,
+            prefix=settings.keys.prefix,
+            default_ttl=settings.keys.default_ttl,
+            roles=settings.roles,
+            audit=audit,
+        )
 
     def __init__(
         self,

@@ -22,7 +22,6 @@ import getpass
 import hashlib
 import hmac
 import json
-import logging
 import os
 import threading
 import time
@@ -35,7 +34,7 @@ from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from mcpsec.core.clock import Clock, SystemClock, to_datetime
 from mcpsec.core.errors import InvalidInputError, MCPSecError, SecretError, StoreError
@@ -48,6 +47,9 @@ from mcpsec.core.secret_files import (
     write_private_file,
 )
 from mcpsec.store import LogEntry, Store
+
+if TYPE_CHECKING:  # config imports the rate limiter, which imports this module
+    from mcpsec.core.config import Settings
 
 STREAM: Final = "audit"
 VERSION: Final = 1
@@ -72,7 +74,6 @@ _BATCH: Final = 64  # events appended in one round trip, at most
 _FLUSHER_IDLE: Final = 5.0  # seconds a background appender waits for work before it ends
 _MAX_QUEUED: Final = 100_000  # verdicts waiting for the store; beyond it they are dropped
 _MAX_FAILURES: Final = 1000  # failure messages kept; beyond it they are counted
-_logger = logging.getLogger("mcpsec.audit")
 _LOGS: weakref.WeakSet[AuditLog] = weakref.WeakSet()  # reset in a forked child
 
 
@@ -293,6 +294,22 @@ class AuditLog:
         atexit.register(_flush_at_exit, weakref.ref(self))
         _LOGS.add(self)
 
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, store: Store | Callable[[], Store], *, actor: str | None = None
+    ) -> AuditLog:
+        """The log as `[audit]` configures it (its key file made on first use)."""
+        audit = settings.audit
+        return cls(
+            store,
+            load_audit_key(audit.key, audit.key_file),
+            actor=actor,
+            max_events=audit.max_events,
+            max_age=audit.max_age,
+            sink=audit.sink,
+            required=audit.required,
+        )
+
     @property
     def failures(self) -> list[str]:
         """Events that could not be recorded (verdicts, changes while not `required`, sink
@@ -496,8 +513,10 @@ class AuditLog:
             self._failures.append(message)
         else:
             self._dropped_failures += 1
-        if self.log_failures:
-            _logger.warning("the audit log could not record %s", message)
+        if self.log_failures:  # imported here: the CLI never logs, and starts faster without
+            import logging
+
+            logging.getLogger("mcpsec.audit").warning("the audit log could not record %s", message)
 
     def credential(self, value: str) -> str:
         """The keyed HMAC that names a credential in events without revealing it."""

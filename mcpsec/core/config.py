@@ -24,7 +24,7 @@ from mcpsec.core.rbac import RoleTable, check_permission
 from mcpsec.core.roles import DEFAULT_ROLES, build_roles, parse_role_tables
 from mcpsec.core.secret_files import Secret
 from mcpsec.core.token_ids import check_audience
-from mcpsec.store.interface import check_prefix
+from mcpsec.store.interface import Store, check_prefix
 
 CONFIG_ENV = "MCPSEC_CONFIG"
 MAX_STORE_TIMEOUT = 600.0
@@ -136,6 +136,12 @@ class StoreSettings:
     url: str
     prefix: str = "mcpsec:"
     timeout: float = 2.0
+
+    def open(self) -> Store:
+        """The store these settings name (its backend imported only now)."""
+        from mcpsec.store import open_store
+
+        return open_store(self.url, prefix=self.prefix, timeout=self.timeout)
 
 
 @dataclass(frozen=True)

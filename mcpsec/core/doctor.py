@@ -19,7 +19,7 @@ from mcpsec.core.config import Settings, load_settings
 from mcpsec.core.errors import ConfigError, MCPSecError
 from mcpsec.core.secret_files import check_strength
 from mcpsec.core.token_keys import find_jwt_secret
-from mcpsec.store import Store, StoreInfo, open_store
+from mcpsec.store import Store, StoreInfo
 
 MAX_SKEW_SECONDS = 5.0
 EARLIEST_SANE_TIME = 1_735_689_600  # 2025-01-01: a clock before this was never set
@@ -88,9 +88,7 @@ def diagnose(
 
 
 def _open(settings: Settings) -> Store:
-    return open_store(
-        settings.store.url, prefix=settings.store.prefix, timeout=settings.store.timeout
-    )
+    return settings.store.open()
 
 
 def _config_check(settings: Settings) -> Check:

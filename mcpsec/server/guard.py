@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
 from mcpsec.core.api_keys import ApiKeys, AsyncApiKeys
-from mcpsec.core.audit import AuditLog, Outcome, load_audit_key
+from mcpsec.core.audit import AuditLog, Outcome
 from mcpsec.core.authz import CredentialKind, credential_kind
 from mcpsec.core.config import Settings
 from mcpsec.core.errors import InvalidInputError, StoreError
@@ -27,7 +27,7 @@ from mcpsec.core.ratelimit import AsyncRateLimiter, Decision, RateLimiter
 from mcpsec.core.rbac import allows, check_permission
 from mcpsec.core.token_ids import subject_tag
 from mcpsec.core.tokens import AsyncTokens, Tokens
-from mcpsec.store import Store, open_store
+from mcpsec.store import Store
 
 ACTOR: Final = "mcp-server"  # the actor of events recorded before a principal is known
 TOOL_EVENT: Final = "tool.called"
@@ -83,29 +83,11 @@ class Guard:
     @classmethod
     def from_settings(cls, settings: Settings, store: Store | None = None) -> Guard:
         """Everything from mcpsec's config and store, as the CLI sees them."""
-        opened = store or open_store(
-            settings.store.url, prefix=settings.store.prefix, timeout=settings.store.timeout
-        )
-        audit = settings.audit
-        log = AuditLog(
-            opened,
-            load_audit_key(audit.key, audit.key_file),
-            actor=ACTOR,
-            max_events=audit.max_events,
-            max_age=audit.max_age,
-            sink=audit.sink,
-            required=audit.required,
-        )
+        opened = store or settings.store.open()
+        log = AuditLog.from_settings(settings, opened, actor=ACTOR)
         log.log_failures = True  # a server has no terminal: its failures go to its logs
-        keys = ApiKeys(
-            opened,
-            prefix=settings.keys.prefix,
-            default_ttl=settings.keys.default_ttl,
-            roles=settings.roles,
-            audit=log,
-        )
         return cls(
-            AsyncApiKeys(keys),
+            AsyncApiKeys(ApiKeys.from_settings(settings, opened, audit=log)),
             AsyncTokens(Tokens.from_settings(settings, opened, audit=log)),
             AsyncRateLimiter(RateLimiter(opened, settings.rate, audit=log)),
             log,
