@@ -235,13 +235,10 @@ def serving(name: str, argv: list[str], port: int, env: dict[str, str]) -> Itera
                 time.sleep(0.05)
         yield Server(name, port, process)
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=STOP_TIMEOUT)
+        # Imported here, as bench/common.py does: tests.support imports pytest.
+        from tests.support.redis_servers import terminate
+
+        terminate(process, timeout=STOP_TIMEOUT)
 
 
 # -- mcpsec's side: config, credentials, the audit check -----------------------------------

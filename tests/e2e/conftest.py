@@ -30,11 +30,10 @@ from uuid import uuid4
 import pytest
 import tomli_w
 
-from tests.support.redis_servers import RedisServer, free_port
+from tests.support.redis_servers import RedisServer, free_port, log_tail, terminate
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "mcp_server.py"
 START_TIMEOUT = 15.0  # the server imports the MCP SDK (~0.7 s) before it listens
-STOP_TIMEOUT = 5.0
 CLI_TIMEOUT = 30.0
 START_ATTEMPTS = 3  # a free port can be taken by someone else before the server binds it
 GUEST_CAPACITY = 3
@@ -67,7 +66,7 @@ class Deployment:
         return f"{self.origin}/.well-known/oauth-protected-resource/mcp"
 
     def server_log(self) -> str:
-        return _tail(self.log)
+        return log_tail(self.log, 40)
 
     def cli(self, *args: str) -> str:
         """Run `mcpsec ARGS` as a real process in this deployment's environment; its stdout.
@@ -106,7 +105,7 @@ class Deployment:
         return [json.loads(line) for line in out.splitlines() if line.strip()]
 
     def stop(self) -> None:
-        _stop(self.process)
+        terminate(self.process)
 
 
 def unique(prefix: str) -> str:
@@ -165,7 +164,7 @@ def _deploy(folder: Path, backend: str, store: dict[str, str]) -> Deployment:
             made = (folder / "data" / "mcpsec" / "mcpsec.db").exists()
             assert made == (backend == "sqlite"), f"{backend}: SQLite file made: {made}"
             return deployment
-        _stop(process)
+        terminate(process)
         if "address already in use" not in problem.lower() or attempt == START_ATTEMPTS:
             pytest.fail(f"the example MCP server ({backend}) did not start: {problem}")
     raise AssertionError("unreachable")
@@ -222,21 +221,3 @@ def _wait_until_listening(deployment: Deployment) -> str | None:
         f"port {deployment.port} not listening after {START_TIMEOUT:.0f} s;"
         f" stderr:\n{deployment.server_log()}"
     )
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT)
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return "(no log)"
-    return "\n".join(text.splitlines()[-lines:]) or "(empty)"

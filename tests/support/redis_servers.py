@@ -39,10 +39,10 @@ _live: set[subprocess.Popen[bytes]] = set()
 @atexit.register
 def _kill_leftovers() -> None:
     for process in list(_live):
-        _terminate(process)
+        terminate(process)
 
 
-def _terminate(process: subprocess.Popen[bytes], *, timeout: float = STOP_TIMEOUT) -> None:
+def terminate(process: subprocess.Popen[bytes], *, timeout: float = STOP_TIMEOUT) -> None:
     """SIGTERM, wait, then SIGKILL: never leave a process (or a zombie) behind."""
     try:
         if process.poll() is None:
@@ -141,7 +141,7 @@ def _answers_ping(port: int) -> bool:
         return False
 
 
-def _log_tail(path: Path, lines: int = 30) -> str:
+def log_tail(path: Path, lines: int = 30) -> str:
     try:
         text = path.read_text(errors="replace")
     except OSError:
@@ -172,7 +172,7 @@ class RedisServer:
 
     def stop(self) -> None:
         """Terminate gracefully (SIGTERM), then kill if it does not exit in time."""
-        _terminate(self.process)
+        terminate(self.process)
 
     def kill(self) -> None:
         """SIGKILL, as a crash would: no shutdown, no save."""
@@ -218,15 +218,15 @@ def _wait_until_ready(port: int, process: subprocess.Popen[bytes], log: Path) ->
             _live.discard(process)
             raise RuntimeError(
                 f"redis-server on port {port} exited with {process.returncode} while starting;"
-                f" log {log}:\n{_log_tail(log)}"
+                f" log {log}:\n{log_tail(log)}"
             )
         if _answers_ping(port):
             return
         time.sleep(_POLL)
-    _terminate(process)
+    terminate(process)
     raise RuntimeError(
         f"redis-server on port {port} did not answer PING within {START_TIMEOUT:.0f} s;"
-        f" log {log}:\n{_log_tail(log)}"
+        f" log {log}:\n{log_tail(log)}"
     )
 
 
