@@ -9,7 +9,7 @@ import typer
 
 from mcpsec.cli.options import JsonFlag, QuietFlag
 from mcpsec.cli.state import state_of
-from mcpsec.core.prm import ProtectedResource, protected_resource
+from mcpsec.core.prm import ProtectedResource, for_server
 
 app = typer.Typer(
     add_completion=False,
@@ -68,11 +68,11 @@ def generate(
     """
     state = state_of(ctx)
     out = state.output(json=json, quiet=quiet)
-    server = state.settings().server
-    found = protected_resource(
-        resource or server.resource or "",
-        authorization_servers or server.authorization_servers,
-        scopes or sorted(set(server.tools.values())),
+    found = for_server(
+        state.settings().server,
+        resource=resource,
+        authorization_servers=authorization_servers,
+        scopes=scopes,
         name=name,
     )
     for warning in found.warnings:

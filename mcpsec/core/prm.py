@@ -15,10 +15,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 from mcpsec.core.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from mcpsec.core.config import ServerSettings
 
 WELL_KNOWN: Final = "/.well-known/oauth-protected-resource"
 LOOPBACK: Final = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -66,6 +69,24 @@ def protected_resource(
     if chosen:
         challenge += f', scope="{" ".join(chosen)}"'
     return ProtectedResource(metadata, challenge, document, tuple(dict.fromkeys(warnings)))
+
+
+def for_server(
+    server: ServerSettings,
+    *,
+    resource: str | None = None,
+    authorization_servers: Sequence[str] | None = None,
+    scopes: Sequence[str] | None = None,
+    name: str | None = None,
+) -> ProtectedResource:
+    """`protected_resource`, with what is not given taken from `[server]`: its resource, its
+    authorization servers, and the permissions its tools need as the scopes."""
+    return protected_resource(
+        resource or server.resource or "",
+        authorization_servers or server.authorization_servers,
+        scopes or sorted(set(server.tools.values())),
+        name=name,
+    )
 
 
 def metadata_url(resource: str) -> str:

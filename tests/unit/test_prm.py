@@ -73,3 +73,23 @@ def test_plain_http_on_loopback_is_allowed_with_a_warning() -> None:
     found = protected_resource("http://127.0.0.1:8000/mcp", ["http://localhost:9000"])
     assert found.metadata_url == "http://127.0.0.1:8000/.well-known/oauth-protected-resource/mcp"
     assert found.warnings and "http" in found.warnings[0]
+
+
+def test_what_is_not_given_comes_from_the_server_settings() -> None:
+    from mcpsec.core.config import ServerSettings
+    from mcpsec.core.prm import for_server
+
+    server = ServerSettings(
+        "https://mcp.example.com/mcp",
+        ("https://auth.example.com",),
+        {"write_file": "files:write", "read_file": "files:read", "cat": "files:read"},
+    )
+    found = for_server(server)
+    assert found.document["resource"] == "https://mcp.example.com/mcp"
+    assert found.document["authorization_servers"] == ["https://auth.example.com"]
+    assert found.document["scopes_supported"] == ["files:read", "files:write"]
+    given = for_server(server, resource="https://x.example.com/m", scopes=["a:b"])
+    assert (given.document["resource"], given.document["scopes_supported"]) == (
+        "https://x.example.com/m",
+        ["a:b"],
+    )
