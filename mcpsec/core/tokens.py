@@ -97,6 +97,15 @@ class TokenVerdict:
     reason: Reason | None
     claims: Mapping[str, Any] = field(default_factory=dict)
 
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return tuple(_strings(self.claims.get("roles")))
+
+    @property
+    def permissions(self) -> tuple[str, ...]:
+        """The effective permissions the token was minted with."""
+        return tuple(_strings(self.claims.get("permissions")))
+
 
 @dataclass(frozen=True)
 class RefreshResult:

@@ -140,8 +140,8 @@ class Guard:
         return Principal(
             str(claims["sub"]),
             CredentialKind.TOKEN,
-            frozenset(_strings(claims.get("permissions"))),
-            tuple(_strings(claims.get("roles"))),
+            frozenset(checked.permissions),
+            checked.roles,
             jti=str(claims["jti"]),
             expires_at=int(claims["exp"]),
         )
@@ -185,10 +185,6 @@ class Guard:
             reason=admission.reason,
             details=details,
         )
-
-
-def _strings(value: Any) -> list[str]:
-    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 def rate_headers(decision: Decision) -> dict[str, str]:
