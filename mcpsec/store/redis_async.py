@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import redis
@@ -82,12 +82,9 @@ class AsyncTransport:
         self._opening: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary()
         )
-        self._held: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+        self._held: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Held] = (
             weakref.WeakKeyDictionary()
         )  # the connection each loop's batches go over
-        self._held_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
-            weakref.WeakKeyDictionary()
-        )
 
     async def run_batched(self, name: str, keys: Sequence[str], *args: Any) -> Any:
         """`run`, sent in one pipeline with the other calls of this turn of the loop."""
@@ -142,14 +139,17 @@ class AsyncTransport:
         failed write or read drops the connection, so a late reply is never read as the
         answer to the next batch."""
         loop = asyncio.get_running_loop()
-        lock = self._held_locks.get(loop)
-        if lock is None:
-            lock = self._held_locks[loop] = asyncio.Lock()
+        held = self._held.get(loop)
+        if held is None:
+            held = self._held[loop] = _Held()
         commands = [
             ("EVALSHA", self._scripts[c.name][0], len(c.keys), *c.keys, *c.args) for c in calls
         ]
-        async with lock:
-            connection = await self._held_connection(loop)
+        async with held.lock:
+            if held.connection is None:
+                held.connection = (await self._client()).connection_pool.make_connection()
+                await held.connection.connect()
+            connection = held.connection
             try:
                 packed = connection.pack_commands(commands)
                 await connection.send_packed_command(packed, check_health=False)
@@ -160,19 +160,10 @@ class AsyncTransport:
                     except redis.exceptions.ResponseError as e:
                         replies.append(e)
             except BaseException:
-                self._held.pop(loop, None)
+                held.connection = None
                 await connection.disconnect()
                 raise
         return replies
-
-    async def _held_connection(self, loop: asyncio.AbstractEventLoop) -> Any:
-        connection = self._held.get(loop)
-        if connection is None:
-            client = await self._client()
-            connection = client.connection_pool.make_connection()
-            await connection.connect()
-            self._held[loop] = connection
-        return connection
 
     async def run(self, name: str, keys: Sequence[str], *args: Any) -> Any:
         """Like the blocking `_run`: reload the script only on NOSCRIPT, retry nothing else.
@@ -200,8 +191,8 @@ class AsyncTransport:
         """Close this event loop's client (each loop's client must be closed in that loop)."""
         loop = asyncio.get_running_loop()
         held = self._held.pop(loop, None)
-        if held is not None:
-            await held.disconnect()
+        if held is not None and held.connection is not None:
+            await held.connection.disconnect()
         client = self._clients.pop(loop, None)
         if client is not None:
             await client.aclose()
@@ -223,6 +214,14 @@ class AsyncTransport:
                 await client.initialize()
                 self._clients[loop] = client
         return client
+
+
+@dataclass
+class _Held:
+    """One event loop's connection for batches, and the lock that gives it to one at a time."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    connection: Any = None
 
 
 @dataclass(frozen=True)
