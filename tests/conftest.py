@@ -9,9 +9,11 @@ import pytest
 from tests.support.redis_servers import (
     RedisClusterProcs,
     RedisServer,
+    SentinelTopology,
     require_binaries,
     start_redis_cluster,
     start_redis_server,
+    start_sentinel_topology,
 )
 
 
@@ -35,3 +37,15 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelTopology]:
+    """A primary, its replica and three sentinels for the whole session. Tests that kill a
+    node use a topology of their own (tests/faults), so this one keeps its roles."""
+    require_binaries("redis-server")
+    topology = start_sentinel_topology(tmp_path_factory.mktemp("redis-sentinel"))
+    try:
+        yield topology
+    finally:
+        topology.stop()

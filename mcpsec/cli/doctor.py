@@ -23,8 +23,10 @@ app = typer.Typer(
 def doctor(ctx: typer.Context, json: JsonFlag = False) -> None:
     """Check that config, secrets, store and clock are ready; one line per check.
 
-    Exit 0 when nothing failed (warnings allowed), 4 for a config or secret problem,
-    5 when the store is unavailable.
+    On Redis it also checks the production footguns: an eviction policy other than
+    noeviction, persistence off, a replica given as the store, a cluster not ok, and the
+    commands the ACL user may not run. Exit 0 when nothing failed (warnings allowed), 4 for
+    a config or secret problem, 5 when the store is unavailable or unfit.
 
     Example: mcpsec doctor || echo "fix the line marked fail"
     """

@@ -29,7 +29,10 @@ from mcpsec.store.interface import Store, check_prefix
 CONFIG_ENV = "MCPSEC_CONFIG"
 MAX_STORE_TIMEOUT = 600.0
 MAX_LEEWAY = 300.0
-COUNT_SETTINGS = frozenset({"audit.max_events"})  # may be written as TOML integers
+COUNT_SETTINGS = frozenset(
+    {"audit.max_events", "store.wait_replicas"}
+)  # may be written as TOML integers
+MAX_WAIT_REPLICAS = 1000
 
 # Every setting: its dotted name, the environment variable that sets it, and whether it is a
 # secret (redacted by `config show`). Later capabilities add their rows here.
@@ -37,6 +40,14 @@ ENV_VARS: dict[str, str] = {
     "store.url": "MCPSEC_STORE_URL",
     "store.prefix": "MCPSEC_STORE_PREFIX",
     "store.timeout": "MCPSEC_STORE_TIMEOUT",
+    "store.wait_replicas": "MCPSEC_STORE_WAIT_REPLICAS",
+    "store.tls_ca_file": "MCPSEC_STORE_TLS_CA_FILE",
+    "store.tls_cert_file": "MCPSEC_STORE_TLS_CERT_FILE",
+    "store.tls_key_file": "MCPSEC_STORE_TLS_KEY_FILE",
+    "store.tls_check_hostname": "MCPSEC_STORE_TLS_CHECK_HOSTNAME",
+    "store.username": "MCPSEC_STORE_USERNAME",
+    "store.password": "MCPSEC_STORE_PASSWORD",
+    "store.password_file": "MCPSEC_STORE_PASSWORD_FILE",
     "tokens.secret": "MCPSEC_JWT_SECRET",
     "tokens.secret_file": "MCPSEC_JWT_SECRET_FILE",
     "tokens.keys_dir": "MCPSEC_JWT_KEYS_DIR",
@@ -62,9 +73,9 @@ ENV_VARS: dict[str, str] = {
     "server.default_permission": "MCPSEC_SERVER_DEFAULT_PERMISSION",
 }
 SERVER_TABLES = frozenset({"server.tools", "server.tool_costs"})  # [server.tools] name = ...
-SECRET_SETTINGS = frozenset({"tokens.secret", "audit.key"})
+SECRET_SETTINGS = frozenset({"tokens.secret", "audit.key", "store.password"})
 FILE_ONLY_FORBIDDEN = frozenset(
-    {"tokens.secret", "audit.key"}
+    {"tokens.secret", "audit.key", "store.password"}
 )  # a secret value never lives in the config file
 
 # What each setting does, for the man page's ENVIRONMENT section: one row per `ENV_VARS` row.
@@ -78,6 +89,26 @@ SETTING_HELP: dict[str, str] = {
     "deployments can share one Redis.",
     "store.timeout": "How long to wait for the store before failing, written like `500ms`, "
     "`2s` or `1m` (default `2s`).",
+    "store.wait_replicas": "How many Redis replicas must acknowledge each change of a key, a "
+    "revocation or a record (`WAIT`, for half of `store.timeout`) before it counts as made; "
+    "fewer is a store error (exit 5), as the change may not survive a failover. Default 0: "
+    "no waiting. Not for Redis Cluster.",
+    "store.tls_ca_file": "The CA certificates (PEM) that a `rediss://` store's certificate must "
+    "chain to (default: the system's). A relative path is relative to the config file.",
+    "store.tls_cert_file": "The client certificate (PEM) for a `rediss://` store that asks for "
+    "one (mutual TLS). A relative path is relative to the config file.",
+    "store.tls_key_file": "The private key of `store.tls_cert_file` (PEM, unencrypted); it "
+    "must not be readable by others (mode 0600). A relative path is relative to the config "
+    "file.",
+    "store.tls_check_hostname": "`true` (the default): the store's certificate must name the "
+    "host in the store URL. `false` accepts any certificate the CA signed; avoid it.",
+    "store.username": "The Redis ACL user, when the store URL names none (default: the URL's, "
+    "else Redis's `default`). Naming a user in both places is refused.",
+    "store.password": "The Redis password itself. Never read from the config file; prefer a "
+    "password file. A password in the store URL as well is refused.",
+    "store.password_file": "A file holding the Redis password (mode 0600), for a store URL "
+    "without one; `MCPSEC_STORE_PASSWORD` overrides it. A relative path is relative to the "
+    "config file.",
     "tokens.secret": "The HS256 signing secret itself, at least {min_secret} bytes. Never read "
     "from the config file; prefer a secret file.",
     "tokens.secret_file": "A file holding the HS256 signing secret; it must not be readable by "
@@ -136,12 +167,28 @@ class StoreSettings:
     url: str
     prefix: str = "mcpsec:"
     timeout: float = 2.0
+    wait_replicas: int = 0  # Redis replicas that must acknowledge each change (WAIT)
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_check_hostname: bool = True
+    username: str | None = None
+    password: Secret | None = field(default=None, repr=False)
+    password_file: Path | None = None
 
     def open(self) -> Store:
-        """The store these settings name (its backend imported only now)."""
+        """The store these settings name (its backend imported only now), after checking
+        its TLS files and reading its password (see mcpsec.core.store_connection)."""
+        from mcpsec.core.store_connection import redis_options
         from mcpsec.store import open_store
 
-        return open_store(self.url, prefix=self.prefix, timeout=self.timeout)
+        return open_store(
+            self.url,
+            prefix=self.prefix,
+            timeout=self.timeout,
+            options=redis_options(self),
+            wait_replicas=self.wait_replicas,
+        )
 
 
 @dataclass(frozen=True)
@@ -329,6 +376,11 @@ def _build(path: Path, found: bool, merged: dict[str, Any], sources: dict[str, s
         value = optional(name)
         return _checked(check, value, name, sources) if value else default
 
+    def path_of(name: str) -> Path | None:
+        value = optional(name)
+        return _relative_to(path, value) if value else None
+
+    store_password = optional("store.password")
     store = StoreSettings(
         url=text("store.url"),
         prefix=checked("store.prefix", check_prefix, StoreSettings.prefix),
@@ -337,6 +389,20 @@ def _build(path: Path, found: bool, merged: dict[str, Any], sources: dict[str, s
             lambda v: _timeout(parse_duration(v, field="store.timeout")),
             StoreSettings.timeout,
         ),
+        wait_replicas=checked("store.wait_replicas", _replica_count, StoreSettings.wait_replicas),
+        tls_ca_file=path_of("store.tls_ca_file"),
+        tls_cert_file=path_of("store.tls_cert_file"),
+        tls_key_file=path_of("store.tls_key_file"),
+        tls_check_hostname=_boolean(
+            merged["store.tls_check_hostname"], "store.tls_check_hostname", sources
+        )
+        if "store.tls_check_hostname" in merged
+        else True,
+        username=optional("store.username"),
+        password=Secret(store_password.encode(), "env MCPSEC_STORE_PASSWORD")
+        if store_password
+        else None,
+        password_file=path_of("store.password_file"),
     )
     secret = optional("tokens.secret")
     secret_file = optional("tokens.secret_file")
@@ -454,6 +520,14 @@ def _default_authorization_servers(issuer: str) -> tuple[str, ...]:
     return (issuer,) if issuer.startswith(("https://", "http://")) else ()
 
 
+def _replica_count(value: str) -> int:
+    """How many replicas must acknowledge a change: a whole number, 0 for none."""
+    text = value.strip()
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_WAIT_REPLICAS:
+        raise InvalidInputError(f"{value!r} is not a number of replicas (0 to {MAX_WAIT_REPLICAS})")
+    return int(text)
+
+
 def _count(value: str) -> int | None:
     """A positive whole number of events, or `never` for no limit."""
     if value.strip().lower() == "never":
@@ -521,6 +595,7 @@ def redacted(settings: Settings) -> dict[str, Any]:
     from mcpsec.store.url import redact_url
 
     tokens_secret = f"<set by {settings.tokens.secret.source}>" if settings.tokens.secret else None
+    store = settings.store
     return {
         "config_path": str(settings.config_path),
         "config_found": settings.config_found,
@@ -528,6 +603,14 @@ def redacted(settings: Settings) -> dict[str, Any]:
             "url": redact_url(settings.store.url),
             "prefix": settings.store.prefix,
             "timeout": settings.store.timeout,
+            "wait_replicas": settings.store.wait_replicas,
+            "tls_ca_file": _path_text(store.tls_ca_file),
+            "tls_cert_file": _path_text(store.tls_cert_file),
+            "tls_key_file": _path_text(store.tls_key_file),
+            "tls_check_hostname": store.tls_check_hostname,
+            "username": store.username,
+            "password": f"<set by {store.password.source}>" if store.password else None,
+            "password_file": _path_text(store.password_file),
         },
         "tokens": {
             "secret": tokens_secret,
@@ -573,3 +656,7 @@ def redacted(settings: Settings) -> dict[str, Any]:
         },
         "sources": dict(settings.sources),
     }
+
+
+def _path_text(path: Path | None) -> str | None:
+    return str(path) if path is not None else None

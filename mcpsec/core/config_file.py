@@ -132,10 +132,14 @@ STORE_COMMENT = """\
 # Where keys, revocations, rate buckets and the audit log live (MCPSEC_STORE_URL).
 #   sqlite:///absolute/path/mcpsec.db                 embedded, the default
 #   redis://[user[:password]@]host:6379/0             Redis; rediss:// for TLS; unix:///path
+#   redis+sentinel://host:26379,host:26380/service    Redis behind Sentinel (?db=N)
 #   redis+cluster://host:7000,host:7001               Redis Cluster
-# Prefer MCPSEC_STORE_URL for a URL that carries a password.
+# Keep the password out of the URL: MCPSEC_STORE_PASSWORD, or password_file (0600), with
+# username for the ACL user. TLS (rediss://): tls_ca_file, tls_cert_file and tls_key_file
+# (PEM, relative to this file), tls_check_hostname (default true).
 # prefix: the start of every Redis key (MCPSEC_STORE_PREFIX).
 # timeout: how long to wait for the store before failing (MCPSEC_STORE_TIMEOUT).
+# wait_replicas: Redis replicas that must acknowledge each change (MCPSEC_STORE_WAIT_REPLICAS).
 """
 
 TOKENS_COMMENT = """\

@@ -156,48 +156,173 @@ def _store_checks(settings: Settings, opener: StoreOpener, now: Callable[[], flo
         store = opener(settings)
         try:
             info = store.info()
-            store_now = store.now()
+            store_now = _store_clock(store)
         finally:
             store.close()
     except MCPSecError as e:  # a bad URL is a config problem; anything else is the store's
         area = Area.CONFIG if isinstance(e, ConfigError) else Area.STORE
         return [Check("store", Status.FAIL, str(e), area), _clock_check(now(), None)]
     shared_clock = info.backend == "sqlite"  # the embedded store reads this machine's clock
-    return [
-        _store_ok(info),
-        *_store_warnings(info),
-        _clock_check(now(), None if shared_clock else store_now),
-    ]
+    if isinstance(store_now, MCPSecError):  # e.g. TIME refused by an ACL rule
+        clock = Check(
+            "clock", Status.FAIL, f"cannot read the store's clock: {store_now}", Area.STORE
+        )
+    else:
+        clock = _clock_check(now(), None if shared_clock else store_now)
+    return [_store_ok(info), *_store_warnings(info, settings.store.prefix), clock]
+
+
+def _store_clock(store: Store) -> float | MCPSecError:
+    """The store's time, or why it cannot be read, without hiding what `info` found."""
+    try:
+        return store.now()
+    except MCPSecError as e:
+        return e
 
 
 def _store_ok(info: StoreInfo) -> Check:
     return Check("store", Status.OK, f"{info.backend} {info.version} at {info.url}", Area.STORE)
 
 
-def _store_warnings(info: StoreInfo) -> list[Check]:
-    file_mode = int(info.details.get("file_mode", "0"), 8)
-    if file_mode & 0o077:
-        return [
-            Check(
-                "store file",
-                Status.WARN,
-                f"{info.details.get('path')} has mode {file_mode:04o}: others can read "
-                f"keys and the audit log; run `chmod 600 {info.details.get('path')}`",
-                Area.STORE,
-            )
-        ]
-    policy = info.details.get("maxmemory_policy")
+def _store_warnings(info: StoreInfo, prefix: str) -> list[Check]:
+    """Each rule judges the facts the store reported; a rule without its facts says nothing."""
+    facts = info.details
+    checks = [
+        _file_mode_check(facts),
+        _info_check(facts),
+        _eviction_check(facts),
+        _replica_check(facts),
+        _persistence_check(facts),
+        _cluster_check(facts),
+        _acl_check(facts, prefix),
+    ]
+    return [check for check in checks if check is not None]
+
+
+def _file_mode_check(facts: Mapping[str, str]) -> Check | None:
+    file_mode = int(facts.get("file_mode", "0"), 8)
+    if not file_mode & 0o077:
+        return None
+    return Check(
+        "store file",
+        Status.WARN,
+        f"{facts.get('path')} has mode {file_mode:04o}: others can read "
+        f"keys and the audit log; run `chmod 600 {facts.get('path')}`",
+        Area.STORE,
+    )
+
+
+def _info_check(facts: Mapping[str, str]) -> Check | None:
+    if facts.get("info") != "unavailable":
+        return None
+    return Check(
+        "server settings",
+        Status.SKIP,
+        "the server does not answer INFO (refused to this ACL user, or not supported): "
+        "eviction, persistence and replication were not checked",
+        Area.STORE,
+    )
+
+
+def _eviction_check(facts: Mapping[str, str]) -> Check | None:
+    policy = facts.get("maxmemory_policy")
     if policy is None or policy in {"noeviction", "unknown"}:
-        return []
-    return [
-        Check(
-            "eviction",
-            Status.WARN,
-            f"maxmemory-policy is {policy}: Redis may silently evict revocations and keys; "
-            "set it to noeviction",
+        return None
+    return Check(
+        "eviction",
+        Status.WARN,
+        f"maxmemory-policy is {policy}: Redis may silently evict revocations and keys; "
+        "set it to noeviction",
+        Area.STORE,
+    )
+
+
+def _replica_check(facts: Mapping[str, str]) -> Check | None:
+    """A replica as the store: its writes fail (read-only) or vanish at the next sync."""
+    if facts.get("role") != "slave":
+        return None
+    if facts.get("replica_read_only") == "no":
+        what = "a writable replica: what mcpsec writes there (keys, revocations) is lost at "
+        what += "its next sync with the primary"
+    else:
+        what = "a read-only replica: writes (keys create, token revoke, rate decisions) will fail"
+    return Check(
+        "replica",
+        Status.FAIL,
+        f"the store is {what}; point the store URL at the primary, or use redis+sentinel:// "
+        "to follow it through failovers",
+        Area.STORE,
+    )
+
+
+def _persistence_check(facts: Mapping[str, str]) -> Check | None:
+    """Only a primary's persistence matters here (a replica is judged by `_replica_check`)."""
+    if facts.get("role") == "slave" or "aof_enabled" not in facts:
+        return None
+    schedule = facts.get("rdb_save")
+    if facts["aof_enabled"] == "1":
+        return Check("persistence", Status.OK, "AOF is on (appendonly yes)", Area.STORE)
+    if schedule:
+        return Check(
+            "persistence",
+            Status.OK,
+            f"RDB snapshots (save {schedule}); a crash loses the changes since the last one, "
+            "AOF (appendonly yes) at most a second's",
             Area.STORE,
         )
-    ]
+    if schedule is None:
+        return Check(
+            "persistence",
+            Status.SKIP,
+            "AOF is off and the RDB schedule cannot be read (CONFIG GET is not allowed): make "
+            "sure snapshots are on, or turn on appendonly",
+            Area.STORE,
+        )
+    return Check(
+        "persistence",
+        Status.WARN,
+        "persistence is off (no RDB save schedule, appendonly no): keys, revocations and the "
+        "audit log are lost when Redis restarts; turn on appendonly yes (or RDB snapshots)",
+        Area.STORE,
+    )
+
+
+def _cluster_check(facts: Mapping[str, str]) -> Check | None:
+    state = facts.get("cluster_state")
+    if state is None:
+        return None
+    if state == "ok":
+        return Check("cluster", Status.OK, "cluster_state ok", Area.STORE)
+    return Check(
+        "cluster",
+        Status.FAIL,
+        f"cluster_state is {state}: some slots are not served, so keys, revocations and "
+        "buckets in them can be neither read nor written; repair it (redis-cli --cluster check)",
+        Area.STORE,
+    )
+
+
+def _acl_check(facts: Mapping[str, str], prefix: str) -> Check | None:
+    """Name exactly what the ACL user lacks: a script that calls a denied command fails
+    only when a request happens to need it, so find out now."""
+    if "acl_denied" not in facts:
+        return None
+    user = facts.get("acl_user", "")
+    who = f"the ACL user '{user}'" if user else "the ACL user of this connection"
+    denied, on_keys = facts["acl_denied"], facts.get("acl_denied_keys", "")
+    if not denied and not on_keys:
+        return Check("acl", Status.OK, f"{who} may run every command mcpsec uses", Area.STORE)
+    missing = [f"may not run: {denied}"] if denied else []
+    if on_keys:
+        missing.append(f"may not use keys under {prefix} with: {on_keys}")
+    grants = " ".join(f"+{name.replace(' ', '|')}" for name in denied.split(", ") if name)
+    return Check(
+        "acl",
+        Status.FAIL,
+        f"{who} {'; and '.join(missing)}; grant them, e.g. ACL SETUSER {user or '<user>'} "
+        f"{grants + ' ' if grants else ''}~{prefix}*",
+        Area.STORE,
+    )
 
 
 def _clock_check(local: float, store_time: float | None) -> Check:

@@ -75,24 +75,36 @@ def read_secret_file(path: Path) -> Secret:
     return Secret(value, f"file {path}")
 
 
-def _refuse_unsafe(path: Path, info: os.stat_result) -> None:
+def check_secret_file(path: Path, what: str = "secret file") -> None:
+    """Refuse a file that holds a secret but is read by another program (a TLS private key,
+    which `ssl` opens by path) under the rules `read_secret_file` applies."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise SecretError(f"{what} {path} does not exist") from None
+    except OSError as e:
+        raise SecretError(f"cannot read {what} {path}: {e.strerror}") from e
+    _refuse_unsafe(path, info, what)
+
+
+def _refuse_unsafe(path: Path, info: os.stat_result, what: str = "secret file") -> None:
     if not stat.S_ISREG(info.st_mode):
-        raise SecretError(f"secret file {path} is not a regular file")
+        raise SecretError(f"{what} {path} is not a regular file")
     if info.st_uid != os.geteuid():
         raise SecretError(
-            f"secret file {path} belongs to another user (uid {info.st_uid})",
+            f"{what} {path} belongs to another user (uid {info.st_uid})",
             hint="a secret someone else could have written is not a secret; create your own",
         )
     if info.st_mode & 0o077:
         raise SecretError(
-            f"secret file {path} is readable by others (mode {stat.S_IMODE(info.st_mode):04o})",
+            f"{what} {path} is readable by others (mode {stat.S_IMODE(info.st_mode):04o})",
             hint=f"run `chmod 600 {path}`",
         )
     # Others who can write to the folder can replace the file (unless the sticky bit stops them).
     folder = path.parent.stat().st_mode
     if folder & (stat.S_IWGRP | stat.S_IWOTH) and not folder & stat.S_ISVTX:
         raise SecretError(
-            f"the folder of secret file {path} is writable by others",
+            f"the folder of {what} {path} is writable by others",
             hint=f"run `chmod go-w {path.parent}`",
         )
 

@@ -29,6 +29,7 @@ from mcpsec.store.interface import (
     UpdateResult,
     UpdateStatus,
 )
+from mcpsec.store.redis_options import RedisOptions
 from mcpsec.store.url import parse_store_url, redact_url
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "LogEntry",
     "Page",
     "Record",
+    "RedisOptions",
     "Store",
     "StoreInfo",
     "UpdateResult",
@@ -55,9 +57,17 @@ __all__ = [
 
 
 def open_store(
-    url: str, *, prefix: str = "mcpsec:", timeout: float = 2.0, clock: Clock | None = None
+    url: str,
+    *,
+    prefix: str = "mcpsec:",
+    timeout: float = 2.0,
+    clock: Clock | None = None,
+    options: RedisOptions | None = None,
+    wait_replicas: int = 0,
 ) -> Store:
-    """Open the backend the URL names. Redis connects lazily, on the first operation."""
+    """Open the backend the URL names. Redis connects lazily, on the first operation, with
+    `options` (TLS files, ACL credentials given apart from the URL), and waits for
+    `wait_replicas` replicas to acknowledge each change (SQLite has none: ignored)."""
     parsed = parse_store_url(url)
     if parsed.backend == "sqlite":
         from mcpsec.store.sqlite import SqliteStore
@@ -66,4 +76,6 @@ def open_store(
         return SqliteStore(parsed.path, url=url, timeout=timeout, clock=clock)
     from mcpsec.store.redis_store import RedisStore
 
-    return RedisStore.from_url(parsed, prefix=prefix, timeout=timeout)
+    return RedisStore.from_url(
+        parsed, prefix=prefix, timeout=timeout, options=options, wait_replicas=wait_replicas
+    )

@@ -152,7 +152,7 @@ class ChainedAppend:
 
 @dataclass(frozen=True)
 class StoreInfo:
-    backend: str  # "sqlite", "redis", "redis-cluster"
+    backend: str  # "sqlite", "redis", "redis-sentinel", "redis-cluster"
     url: str  # redacted: never carries a password
     version: str
     details: Mapping[str, str] = field(default_factory=dict)

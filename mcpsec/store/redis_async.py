@@ -30,8 +30,9 @@ from mcpsec.store.url import StoreUrl
 MAX_IN_FLIGHT: Final = 32
 
 
-def open_async_client(url: StoreUrl, timeout: float) -> Any:
-    """An asyncio client with the blocking client's settings: explicit timeouts, no retries."""
+def open_async_client(url: StoreUrl, timeout: float, extra: Mapping[str, Any] | None = None) -> Any:
+    """An asyncio client with the blocking client's settings: explicit timeouts, no retries,
+    and `extra`, the same TLS and credential arguments (see redis_options.apply_options)."""
     import redis.asyncio as aredis
     from redis.asyncio.retry import Retry
 
@@ -40,17 +41,20 @@ def open_async_client(url: StoreUrl, timeout: float) -> Any:
         "socket_timeout": timeout,
         "retry": Retry(NoBackoff(), 0),
         "decode_responses": True,
+        **(extra or {}),
     }
     if url.backend == "redis-cluster":
         from redis.asyncio.cluster import ClusterNode, RedisCluster
 
         return RedisCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in url.nodes],
-            username=url.username,
-            password=url.password,
             ssl=url.tls,
             **common,
         )
+    if url.backend == "redis-sentinel":
+        from mcpsec.store.redis_sentinel import async_sentinel_client
+
+        return async_sentinel_client(url, common)
     return aredis.Redis.from_url(url.url, **common)
 
 
@@ -108,14 +112,15 @@ class AsyncTransport:
 
     async def _send(self, calls: list[_Call]) -> None:
         """One pipeline for the batch; each caller gets its own reply or error. A script the
-        server lost (NOSCRIPT) is loaded once and its calls sent again."""
+        server lost (NOSCRIPT) is loaded once and its calls sent again, both over the held
+        connection: the pool's may reach another node (a Sentinel's, around a failover),
+        and the calls would then meet NOSCRIPT forever."""
         try:
             replies = await self._pipeline(calls)
             lost = [c for c, r in zip(calls, replies, strict=True) if _is_noscript(r)]
             if lost:
-                for name in {c.name for c in lost}:
-                    await (await self._client()).script_load(self._scripts[name][1])
-                again = dict(zip(map(id, lost), await self._pipeline(lost), strict=True))
+                names = sorted({c.name for c in lost})
+                again = dict(zip(map(id, lost), await self._pipeline(lost, names), strict=True))
                 replies = [again.get(id(c), r) for c, r in zip(calls, replies, strict=True)]
         except BaseException as e:
             for call in calls:
@@ -132,23 +137,28 @@ class AsyncTransport:
             else:
                 call.future.set_result(reply)
 
-    async def _pipeline(self, calls: Sequence[_Call]) -> list[Any]:
+    async def _pipeline(self, calls: Sequence[_Call], load: Sequence[str] = ()) -> list[Any]:
         """The batch written at once on this loop's held connection, the replies read in
-        order (an error reply is that call's reply). redis-py's pipeline object costs more
-        CPU than the scripts themselves; its connection does the protocol, AUTH and TLS. A
-        failed write or read drops the connection, so a late reply is never read as the
-        answer to the next batch."""
+        order (an error reply is that call's reply), after SCRIPT LOAD of the scripts named
+        in `load`. redis-py's pipeline object costs more CPU than the scripts themselves;
+        its connection does the protocol, AUTH and TLS. A failed write or read drops the
+        connection, so a late reply is never read as the answer to the next batch."""
         loop = asyncio.get_running_loop()
         held = self._held.get(loop)
         if held is None:
             held = self._held[loop] = _Held()
-        commands = [
+        commands = [("SCRIPT", "LOAD", self._scripts[name][1]) for name in load]
+        commands += [
             ("EVALSHA", self._scripts[c.name][0], len(c.keys), *c.keys, *c.args) for c in calls
         ]
         async with held.lock:
             if held.connection is None:
-                held.connection = (await self._client()).connection_pool.make_connection()
-                await held.connection.connect()
+                # Held only once connected: a connection whose connect failed would connect
+                # on its own at the next send, and a Sentinel pool's would then skip asking
+                # the sentinels and go to localhost:6379.
+                fresh = (await self._client()).connection_pool.make_connection()
+                await fresh.connect()
+                held.connection = fresh
             connection = held.connection
             try:
                 packed = connection.pack_commands(commands)
@@ -163,7 +173,10 @@ class AsyncTransport:
                 held.connection = None
                 await connection.disconnect()
                 raise
-        return replies
+        refused = next((r for r in replies[: len(load)] if isinstance(r, Exception)), None)
+        if refused is not None:  # an ACL rule, say: clearer than the NOSCRIPT that follows
+            raise refused
+        return replies[len(load) :]
 
     async def run(self, name: str, keys: Sequence[str], *args: Any) -> Any:
         """Like the blocking `_run`: reload the script only on NOSCRIPT, retry nothing else.

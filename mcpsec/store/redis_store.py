@@ -1,4 +1,5 @@
-"""Redis backends, standalone and Cluster: one class, since scripts route by their keys.
+"""Redis backends, standalone, Sentinel and Cluster: one class, since scripts route by their
+keys (redis_sentinel.py builds the client that finds a Sentinel service's primary).
 
     store = RedisStore.from_url(parse_store_url("redis://localhost:6379/0"), prefix="mcpsec:")
 
@@ -16,6 +17,7 @@ kinds start with a letter, so the `_` families can never collide with a record k
     <prefix>_rli               "<group> <name>" of buckets that may not be full: listing
     <prefix>_mark:{<group>}:<name>
                                a mark: a number with an expiry (token revocations)
+    <prefix>_doctor:{probe}    `doctor`'s ACL probe key (see redis_facts); holds nothing
 
 A record and its index entry live in different slots, so they cannot change in one step.
 Writers write the record, then register it (a new version); whoever finds a record gone
@@ -23,7 +25,8 @@ reads the version first and forgets the entry only if no registration came in be
 So a live record is never dropped from the index, and dead entries are swept as found.
 
 Every read-modify-write is a Lua script with the server's `TIME`. The client never retries:
-a script that timed out may have run, and running it twice would count twice.
+a script that timed out may have run, and running it twice would count twice. With
+`wait_replicas`, each change of a record or a mark is followed by WAIT on its connection.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
+from redis.sentinel import SentinelConnectionPool
 
 from mcpsec.core.durations import check_lifetime
 from mcpsec.core.errors import ConfigError, InvalidInputError, StoreError
@@ -81,6 +85,9 @@ from mcpsec.store.interface import (
 from mcpsec.store.redis_async import AsyncTransport, open_async_client
 from mcpsec.store.redis_direct import DirectCalls
 from mcpsec.store.redis_errors import translate
+from mcpsec.store.redis_facts import server_facts
+from mcpsec.store.redis_options import RedisOptions, apply_options
+from mcpsec.store.redis_sentinel import sentinel_client
 from mcpsec.store.url import StoreUrl, redact_url
 
 EXPIRY_FIELD: Final = "__exp"
@@ -106,7 +113,8 @@ Client = redis.Redis | RedisCluster
 
 
 class RedisStore:
-    """Store on a Redis server or cluster; safe to share between threads (pooled connections)."""
+    """Store on a Redis server, Sentinel service or cluster; safe to share between threads
+    (pooled connections)."""
 
     def __init__(
         self,
@@ -118,19 +126,27 @@ class RedisStore:
         backend: str = "redis",
         async_opener: Callable[[], Any] | None = None,
         async_batching: bool = True,
+        wait_replicas: int = 0,
     ) -> None:
         """`async_opener` makes an asyncio client for the async reads; without one (a client
-        given directly, as in tests), they run the blocking client in a worker thread."""
+        given directly, as in tests), they run the blocking client in a worker thread.
+        `wait_replicas`: how many replicas must acknowledge each change of a record or a
+        mark before it counts as made (see `_acknowledged`); 0 waits for none."""
         self.client = client
         self.url = url
         self.prefix = check_prefix(prefix)
         self.timeout = timeout
         self.backend = backend
+        cluster = isinstance(client, RedisCluster)
+        self.wait_replicas = _wait_replicas(wait_replicas, cluster, redact_url(url))
         self._scripts = {name: client.register_script(_source(name)) for name in _SCRIPTS}
         # A cluster routes each call by its keys through the client; a server is called direct.
-        self._direct = (
-            DirectCalls(client.connection_pool) if isinstance(client, redis.Redis) else None
+        # Not a Sentinel pool's: its connections find the primary only when the pool connects
+        # them, so a held one would go to localhost:6379, or to the old primary after a failover.
+        direct = isinstance(client, redis.Redis) and not isinstance(
+            client.connection_pool, SentinelConnectionPool
         )
+        self._direct = DirectCalls(client.connection_pool) if direct else None
         self._calls: dict[Hashable, tuple[builtins.list[str], builtins.list[str]]] = {}
         self._async = (
             AsyncTransport(
@@ -143,24 +159,33 @@ class RedisStore:
         )
 
     @classmethod
-    def from_url(cls, url: StoreUrl, *, prefix: str, timeout: float) -> RedisStore:
-        """A client with explicit timeouts and no retries, so a dead server fails fast, once."""
+    def from_url(
+        cls,
+        url: StoreUrl,
+        *,
+        prefix: str,
+        timeout: float,
+        options: RedisOptions | None = None,
+        wait_replicas: int = 0,
+    ) -> RedisStore:
+        """A client with explicit timeouts and no retries, so a dead server fails fast, once;
+        `options` (TLS files, credentials) apply alike to every flavour and to the async client."""
+        # A setting the backend cannot honour is a config problem, told before any connect.
+        _wait_replicas(wait_replicas, url.backend == "redis-cluster", url.redacted)
+        url, extra = apply_options(url, options or RedisOptions())
         common: dict[str, Any] = {
             "socket_connect_timeout": timeout,
             "socket_timeout": timeout,
             "retry": Retry(NoBackoff(), 0),
             "decode_responses": True,
+            **extra,
         }
         client: Client
         try:
             if url.backend == "redis-cluster":
-                client = RedisCluster(
-                    startup_nodes=_nodes(url),
-                    username=url.username,
-                    password=url.password,
-                    ssl=url.tls,
-                    **common,
-                )
+                client = RedisCluster(startup_nodes=_nodes(url), ssl=url.tls, **common)
+            elif url.backend == "redis-sentinel":
+                client = sentinel_client(url, common)
             else:
                 client = redis.Redis.from_url(url.url, **common)
         except (redis.RedisError, RedisClusterException) as e:
@@ -178,8 +203,9 @@ class RedisStore:
             prefix=prefix,
             timeout=timeout,
             backend=url.backend,
-            async_opener=lambda: open_async_client(url, timeout),
+            async_opener=lambda: open_async_client(url, timeout, extra),
             async_batching=url.backend != "redis-cluster",  # cluster pipelines refuse scripts
+            wait_replicas=wait_replicas,
         )
 
     # -- records ---------------------------------------------------------------------------
@@ -254,7 +280,7 @@ class RedisStore:
         check_mark(group, [name], value)
         check_lifetime(ttl)
         with self._errors():
-            held = self._run(
+            held = self._write(
                 "mark_set", [self._mark_key(group, name)], repr(float(value)), _milliseconds(ttl)
             )
         return float(held)
@@ -394,7 +420,10 @@ class RedisStore:
         check_id(id)
         with self._errors():
             version = self.client.hget(self._index_keys(kind)[2], id)  # before the record goes
-            deleted = int(self.client.delete(self._record_key(kind, id)))
+            key = self._record_key(kind, id)
+            deleted = int(
+                self._acknowledged("DEL", key) if self.wait_replicas else self.client.delete(key)
+            )
             if version is not None:
                 self._forget(kind, "drop", [(id, version)])
         return deleted > 0
@@ -436,8 +465,10 @@ class RedisStore:
             args += [name, codec.encode(value)]
         for name, amount in (increment or {}).items():
             args += [name, str(amount)]
+        # A new expiry is registered in the index next, and that write's wait covers this one.
+        run = self._write if mode == "keep" else self._run
         with self._errors(), _not_integer_is_input_error():
-            reply = self._run("record_update", [self._record_key(kind, id)], *args)
+            reply = run("record_update", [self._record_key(kind, id)], *args)
         status = UpdateStatus(reply[0])
         if status is UpdateStatus.MISSING:
             return UpdateResult(status, None)
@@ -526,25 +557,20 @@ class RedisStore:
 
     def now(self) -> float:
         with self._errors():
-            seconds, micros = self._one_node().time()
+            seconds, micros = self._server_time()
         return int(seconds) + int(micros) / 1_000_000
 
     def info(self) -> StoreInfo:
+        """The server's version and the facts `doctor` judges (see redis_facts), from the one
+        node server-wide questions go to."""
         with self._errors():
-            node = self._one_node()
-            try:
-                server = node.info("server")
-                memory = node.info("memory")
-            except redis.ResponseError:  # INFO refused (an ACL rule) or unknown (fakeredis)
-                node.ping()
-                server, memory = {"redis_version": "unknown"}, {}
-        details = {
-            "maxmemory_policy": str(memory.get("maxmemory_policy", "unknown")),
-            "mode": str(server.get("redis_mode", "standalone")),
-        }
-        return StoreInfo(
-            self.backend, redact_url(self.url), str(server.get("redis_version", "?")), details
-        )
+            version, details = server_facts(
+                self._one_node(),
+                prefix=self.prefix,
+                cluster=isinstance(self.client, RedisCluster),
+                waits=self.wait_replicas > 0,
+            )
+        return StoreInfo(self.backend, redact_url(self.url), version, details)
 
     def close(self) -> None:
         if self._direct:
@@ -583,6 +609,43 @@ class RedisStore:
             direct.call("SCRIPT", "LOAD", script.script)
             return direct.call("EVALSHA", script.sha, len(keys), *keys, *args, memo=memo)
 
+    def _write(self, name: str, keys: Sequence[str], *args: Any) -> Any:
+        """`_run` for a change of a record or a mark: with `wait_replicas`, it counts only
+        once that many replicas have it."""
+        if not self.wait_replicas:
+            return self._run(name, keys, *args)
+        script = self._scripts[name]
+        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        try:
+            return self._acknowledged(*command)
+        except redis.exceptions.NoScriptError:  # it did not run: load it, then run it once
+            self.client.script_load(script.script)
+            return self._acknowledged(*command)
+
+    def _acknowledged(self, *command: Any) -> Any:
+        """Run `command`, then WAIT for `wait_replicas` replicas, in one pipeline and so on
+        one connection: WAIT covers the writes of its own connection (and, the replication
+        offset being one sequence, every write before them). The WAIT timeout is half the
+        store timeout, so its reply comes before the socket gives up on it."""
+        wait_ms = max(1, int(self.timeout * 500))
+        pipe = self.client.pipeline(transaction=False)
+        pipe.execute_command(*command)
+        pipe.execute_command("WAIT", self.wait_replicas, wait_ms)
+        reply, acknowledged = pipe.execute(raise_on_error=False)
+        if isinstance(reply, Exception):
+            raise reply
+        if isinstance(acknowledged, Exception):
+            raise acknowledged
+        if int(acknowledged) < self.wait_replicas:
+            raise StoreError(
+                f"the change is on the primary at {redact_url(self.url)}, but only "
+                f"{acknowledged} of {self.wait_replicas} replica(s) acknowledged it within "
+                f"{wait_ms} ms, so it may not survive a failover",
+                hint="check the replicas (INFO replication on the primary), "
+                "or lower store.wait_replicas",
+            )
+        return reply
+
     def _index_keys(self, kind: str) -> tuple[str, str, str, str]:
         """The id index, expiry hints, versions and counter of a kind: one slot."""
         tag = ":{" + kind + "}"
@@ -611,8 +674,12 @@ class RedisStore:
         return builtins.list(pipe.execute())
 
     def _register(self, kind: str, id: str, expires_ms: int) -> None:
-        """Index a record just written; then sweep the expired entries the index names."""
-        candidates = self._run("index_add", self._index_keys(kind), id, expires_ms, SWEEP_PER_WRITE)
+        """Index a record just written; then sweep the expired entries the index names.
+
+        Registering always writes, after the record, so waiting for the replicas here covers
+        the record too: a record that survives a failover is also listed."""
+        keys = self._index_keys(kind)
+        candidates = self._write("index_add", keys, id, expires_ms, SWEEP_PER_WRITE)
         if candidates:
             self._sweep(kind, builtins.list(zip(candidates[0::2], candidates[1::2], strict=True)))
 
@@ -640,14 +707,56 @@ class RedisStore:
             return node.redis_connection or self.client
         return self.client
 
+    def _server_time(self) -> Any:
+        """TIME from the server; on a cluster, from the default node, else the next primary.
+
+        The default node's own connection would never tell the cluster client that it died:
+        its slot map is refreshed only when a command sent through it fails, so after a
+        failover `now()` (which key create, show, list and revoke call first) would fail for
+        good. Sent through the cluster client, a refused TIME refreshes the map; and TIME
+        changes nothing, so asking the next primary is safe (a timeout is not retried).
+        """
+        if not isinstance(self.client, RedisCluster):
+            return self.client.time()
+        tried: set[str] = set()
+        while True:
+            node = self._untried_primary(tried)
+            try:
+                return self.client.execute_command("TIME", target_nodes=node)  # type: ignore[no-untyped-call]
+            except redis.ConnectionError:
+                tried.add(node.name)
+                if self._untried_primary(tried) is None:
+                    raise
+
+    def _untried_primary(self, tried: set[str]) -> Any:
+        """The cluster's default node, else a primary of its current map, not yet tried."""
+        default = self.client.get_default_node()
+        nodes = [default, *self.client.get_primaries()] if default else self.client.get_primaries()
+        return next((node for node in nodes if node.name not in tried), None)
+
     @contextmanager
     def _errors(self) -> Iterator[None]:
         try:
             yield
         except (redis.RedisError, RedisClusterException) as e:
             raise translate(e, redact_url(self.url)) from e
-        except OSError as e:  # a socket error the client did not wrap
-            raise translate(redis.ConnectionError(str(e)), redact_url(self.url)) from e
+        except OSError as e:  # a socket error the client did not wrap (TLS errors included)
+            error = redis.ConnectionError(str(e))
+            error.__cause__ = e
+            raise translate(error, redact_url(self.url)) from e
+
+
+def _wait_replicas(count: int, cluster: bool, where: str) -> int:
+    """The count, checked. Not on a cluster: there WAIT would go to some node, not to the
+    one that took the write, and its pipelines refuse scripts."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise ConfigError(f"store.wait_replicas must be a whole number >= 0, not {count!r}")
+    if count and cluster:
+        raise ConfigError(
+            f"store.wait_replicas is not supported on the Redis Cluster at {where}",
+            hint="set store.wait_replicas to 0 (MCPSEC_STORE_WAIT_REPLICAS) for a cluster",
+        )
+    return count
 
 
 def _bucket_reply(requests: Sequence[BucketRequest], reply: Sequence[Any]) -> BucketReply:

@@ -1,6 +1,7 @@
 """Store URLs: which backend a URL names, and how to print one without its password.
 
 parse_store_url("redis+cluster://:pw@h1:7000,h2:7001").backend   # "redis-cluster"
+parse_store_url("redis+sentinel://s1:26379,s2:26379/main").service  # "main"
 redact_url("redis://ops:hunter2@db:6379/0")                       # "redis://ops:***@db:6379/0"
 """
 
@@ -12,19 +13,28 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from mcpsec.core.errors import ConfigError
 
-SUPPORTED = "sqlite:///path, redis://, rediss://, unix://, redis+cluster://host:port,..."
-_SECRET_QUERY_KEYS = frozenset({"password", "pass", "token"})
+SUPPORTED = (
+    "sqlite:///path, redis://, rediss://, unix://, "
+    "redis+sentinel://host:port,.../service, redis+cluster://host:port,..."
+)
+_SECRET_QUERY_KEYS = frozenset({"password", "pass", "token", "sentinel_password"})
+SENTINEL_FORM = "redis+sentinel://[user:password@]host:26379,host:26380/service[?db=N]"
+_SENTINEL_PARAMS = ("db", "sentinel_username", "sentinel_password")
 
 
 @dataclass(frozen=True)
 class StoreUrl:
-    backend: str  # "sqlite", "redis" or "redis-cluster"
+    backend: str  # "sqlite", "redis", "redis-sentinel" or "redis-cluster"
     url: str  # as given; may hold a password, never print it (use `redacted`)
     path: Path | None = None  # sqlite only
-    nodes: tuple[tuple[str, int], ...] = ()  # redis-cluster only
-    username: str | None = None
+    nodes: tuple[tuple[str, int], ...] = ()  # cluster nodes, or the sentinels
+    username: str | None = None  # for the data nodes (on Sentinel too)
     password: str | None = field(default=None, repr=False)
     tls: bool = False
+    service: str | None = None  # redis-sentinel only: the name the sentinels monitor
+    db: int = 0  # redis-sentinel only (a plain redis:// URL carries its own)
+    sentinel_username: str | None = None  # redis-sentinel only: the sentinels' own ACL user
+    sentinel_password: str | None = field(default=None, repr=False)
 
     @property
     def redacted(self) -> str:
@@ -61,10 +71,7 @@ def parse_store_url(url: str) -> StoreUrl:
     if scheme in {"redis+cluster", "rediss+cluster"}:
         return _cluster(url, tls=scheme == "rediss+cluster")
     if scheme in {"redis+sentinel", "rediss+sentinel"}:
-        raise ConfigError(
-            f"store URL {redact_url(url)}: Sentinel is not supported by this version of mcpsec",
-            hint=f"use one of {SUPPORTED}",
-        )
+        return _sentinel(url, tls=scheme == "rediss+sentinel")
     raise ConfigError(
         f"store URL {redact_url(url)!r} is not one mcpsec knows", hint=f"use {SUPPORTED}"
     )
@@ -98,11 +105,88 @@ def _cluster(url: str, *, tls: bool) -> StoreUrl:
     )
 
 
-def _host_port(url: str, item: str) -> tuple[str, int]:
+def _sentinel(url: str, *, tls: bool) -> StoreUrl:
+    """The sentinels to ask, the service they watch, and the database on its primary.
+
+    The URL's user and password are for the data nodes, as with redis://. Sentinels are
+    often run without AUTH, or with credentials of their own: those come from the
+    `sentinel_username` / `sentinel_password` parameters, never from the data nodes' pair.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unbalanced [ in an IPv6 address
+        raise _sentinel_error(url, "cannot be parsed") from None
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    username, _, password = userinfo.partition(":")
+    nodes = tuple(_host_port(url, item, SENTINEL_FORM) for item in hosts.split(",") if item)
+    if not nodes:
+        raise _sentinel_error(url, "names no sentinels")
+    service = unquote(parts.path.removeprefix("/"))
+    if not service or "/" in service or any(c.isspace() for c in service):
+        raise _sentinel_error(url, "must name one Sentinel service after the hosts")
+    params = _sentinel_params(url, parts.query)
+    return StoreUrl(
+        "redis-sentinel",
+        url,
+        nodes=nodes,
+        username=unquote(username) or None,
+        password=unquote(password) or None,
+        tls=tls,
+        service=service,
+        db=_database(url, params.get("db", "0")),
+        sentinel_username=params.get("sentinel_username") or None,
+        sentinel_password=params.get("sentinel_password") or None,
+    )
+
+
+def _sentinel_params(url: str, query: str) -> dict[str, str]:
+    """The query's parameters, each known and given once: a typo must not pass unseen."""
+    pairs = parse_qsl(query, keep_blank_values=True)
+    for name, _ in pairs:
+        if name not in _SENTINEL_PARAMS:
+            raise _sentinel_error(url, f"has an unknown parameter {name!r}")
+    params = dict(pairs)
+    if len(params) < len(pairs):
+        raise _sentinel_error(url, "gives a parameter twice")
+    return params
+
+
+def _database(url: str, value: str) -> int:
+    if not (value.isascii() and value.isdigit()):
+        raise _sentinel_error(url, f"db={value!r} is not a database number (0, 1, ...)")
+    return int(value)
+
+
+def _sentinel_error(url: str, problem: str) -> ConfigError:
+    return ConfigError(
+        f"store URL {redact_url(url)} {problem}",
+        hint=f"write it as {SENTINEL_FORM} (parameters: {', '.join(_SENTINEL_PARAMS)})",
+    )
+
+
+def _host_port(
+    url: str, item: str, form: str = "redis+cluster://host:7000,host:7001"
+) -> tuple[str, int]:
     host, _, port = item.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ConfigError(
             f"store URL {redact_url(url)}: {item!r} is not host:port",
-            hint="write it as redis+cluster://host:7000,host:7001",
+            hint=f"write it as {form}",
         )
     return host.strip("[]"), int(port)
+
+
+def url_credentials(url: str) -> tuple[str | None, str | None]:
+    """The user name and password a Redis URL carries (in its user information or its query),
+    percent-decoded; None for each one it does not carry."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # unparseable: opening the store says so, without the password
+        return None, None
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    username, colon, password = userinfo.partition(":") if at else ("", "", "")
+    query = dict(parse_qsl(parts.query))
+    return (
+        unquote(username) or query.get("username") or None,
+        (unquote(password) if colon else None) or query.get("password") or None,
+    )

@@ -27,6 +27,7 @@ BACKENDS = [
     pytest.param("sqlite", id="sqlite"),
     pytest.param("fakeredis", id="fakeredis"),
     pytest.param("redis", id="redis", marks=pytest.mark.redis_server),
+    pytest.param("sentinel", id="sentinel", marks=pytest.mark.redis_server),
     pytest.param("cluster", id="cluster", marks=pytest.mark.cluster),
 ]
 
@@ -34,6 +35,7 @@ INFO_BACKEND = {
     "sqlite": "sqlite",
     "fakeredis": "redis",
     "redis": "redis",
+    "sentinel": "redis-sentinel",
     "cluster": "redis-cluster",
 }
 
@@ -85,6 +87,8 @@ def make_target(backend: str, request: pytest.FixtureRequest, folder: Path) -> S
         url = sqlite_url(folder / "store.db")
     elif backend == "redis":
         url = request.getfixturevalue("redis_server").url
+    elif backend == "sentinel":  # the primary found through three sentinels
+        url = request.getfixturevalue("redis_sentinel").url
     elif backend == "cluster":
         url = request.getfixturevalue("redis_cluster").url
     else:

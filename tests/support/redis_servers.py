@@ -1,11 +1,15 @@
-"""Real `redis-server` processes for tests: one standalone server or a 3-master cluster.
+"""Real `redis-server` processes for tests: a standalone server, a 3-master cluster, or a
+primary with a replica and three sentinels.
 
     require_binaries("redis-server", "redis-cli")       # skip (or fail on CI) when missing
     server = start_redis_server(tmp_path)               # free port, temp folder, no persistence
     server.url                                          # redis://127.0.0.1:PORT/0
     server.kill(); server.restart()                     # faults: SIGKILL, then the same port again
     cluster = start_redis_cluster(tmp_path)             # redis+cluster://127.0.0.1:p1,...
+    start_redis_cluster(tmp_path, replicas=1, node_timeout_ms=1000)   # failovers in seconds
     cluster.stop()
+    topology = start_sentinel_topology(tmp_path)       # redis+sentinel://127.0.0.1:s1,.../svc
+    topology.primary.kill(); topology.wait_for_new_primary(old_port)   # a failover
 
 Every process started here is stopped by its owner (fixtures call `stop()`), and, as a safety
 net, killed when the interpreter exits.
@@ -23,9 +27,11 @@ import subprocess
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+import redis
 
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
@@ -157,6 +163,7 @@ class RedisServer:
     folder: Path
     process: subprocess.Popen[bytes]
     extra_args: tuple[str, ...] = field(default=())
+    config: Path | None = None  # a config file read first (a sentinel's, which it rewrites)
 
     @property
     def url(self) -> str:
@@ -186,14 +193,17 @@ class RedisServer:
     def restart(self) -> None:
         """Stop if still running, then start again on the same port with the same arguments."""
         self.stop()
-        self.process = _spawn(self.port, self.folder, self.extra_args)
+        self.process = _spawn(self.port, self.folder, self.extra_args, config=self.config)
         _wait_until_ready(self.port, self.process, self.log)
 
 
-def _spawn(port: int, folder: Path, extra_args: Iterable[str]) -> subprocess.Popen[bytes]:
+def _spawn(
+    port: int, folder: Path, extra_args: Iterable[str], *, config: Path | None = None
+) -> subprocess.Popen[bytes]:
     folder.mkdir(parents=True, exist_ok=True)
     argv = [
         "redis-server",
+        *([str(config)] if config else []),  # redis-server reads a config file only first
         "--port", str(port),
         "--bind", "127.0.0.1",
         "--dir", str(folder),
@@ -231,7 +241,11 @@ def _wait_until_ready(port: int, process: subprocess.Popen[bytes], log: Path) ->
 
 
 def start_redis_server(
-    folder: Path, *extra_args: str, port: int | None = None, attempts: int = 3
+    folder: Path,
+    *extra_args: str,
+    port: int | None = None,
+    attempts: int = 3,
+    config: Path | None = None,
 ) -> RedisServer:
     """Start `redis-server` on a free port (or `port`), with no persistence, and wait for PONG.
 
@@ -239,7 +253,7 @@ def start_redis_server(
     """
     for attempt in range(1, attempts + 1):
         chosen = port if port is not None else free_port()
-        process = _spawn(chosen, folder, extra_args)
+        process = _spawn(chosen, folder, extra_args, config=config)
         try:
             _wait_until_ready(chosen, process, folder / _LOG_NAME)
         except RuntimeError as e:
@@ -247,13 +261,14 @@ def start_redis_server(
             if port is None and port_taken and attempt < attempts:
                 continue
             raise
-        return RedisServer(port=chosen, folder=folder, process=process, extra_args=extra_args)
+        return RedisServer(chosen, folder, process, extra_args, config)
     raise AssertionError("unreachable")
 
 
 @dataclass
 class RedisClusterProcs:
-    """A local Redis Cluster of masters only, each node in its own subfolder."""
+    """A local Redis Cluster (masters, and the replicas asked for), each node in its own
+    subfolder; `nodes` lists them as started, which says nothing of their roles now."""
 
     nodes: list[RedisServer]
 
@@ -303,22 +318,27 @@ def _cluster_summary(info: str) -> str:
     return f"state={fields.get('cluster_state')} slots_ok={fields.get('cluster_slots_ok')}"
 
 
-def start_redis_cluster(folder: Path, *, masters: int = 3) -> RedisClusterProcs:
-    """Start `masters` cluster-enabled nodes, join them with `redis-cli --cluster create`."""
+def start_redis_cluster(
+    folder: Path, *, masters: int = 3, replicas: int = 0, node_timeout_ms: int = 5000
+) -> RedisClusterProcs:
+    """Start `masters` cluster-enabled nodes and `replicas` replicas of each, join them with
+    `redis-cli --cluster create`, and wait until the slots are served and every replica has
+    synced (a replica not yet synced could not take over). A low `node_timeout_ms` makes a
+    failover quick, for fault tests."""
     cluster = RedisClusterProcs(nodes=[])
     try:
-        for _ in range(masters):
+        for _ in range(masters * (1 + replicas)):
             port = free_cluster_port()
             node = start_redis_server(
                 folder / f"node-{port}",
                 "--cluster-enabled", "yes",
                 "--cluster-config-file", f"nodes-{port}.conf",
-                "--cluster-node-timeout", "5000",
+                "--cluster-node-timeout", str(node_timeout_ms),
                 port=port,
             )  # fmt: skip
             cluster.nodes.append(node)
         addresses = [f"127.0.0.1:{port}" for port in cluster.ports]
-        argv = ["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", "0"]
+        argv = ["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", str(replicas)]
         create = subprocess.run(
             [*argv, "--cluster-yes"],
             stdin=subprocess.DEVNULL,
@@ -333,7 +353,205 @@ def start_redis_cluster(folder: Path, *, masters: int = 3) -> RedisClusterProcs:
                 f"{create.stdout[-2000:]}\n{create.stderr[-2000:]}"
             )
         cluster.wait_until_ok()
+        if replicas:
+            _wait_until_replicas_synced(cluster.ports, masters * replicas)
     except BaseException:
         cluster.stop()
         raise
     return cluster
+
+
+def _wait_until_replicas_synced(ports: list[int], expected: int) -> None:
+    """Until `expected` of the nodes are replicas whose link to their primary is up."""
+    deadline = time.monotonic() + CLUSTER_TIMEOUT
+    linked = 0
+    while time.monotonic() < deadline:
+        states = [_replication(port) for port in ports]
+        linked = sum(
+            1 for s in states if s.get("role") == "slave" and s.get("master_link_status") == "up"
+        )
+        if linked >= expected:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(
+        f"only {linked} of {expected} cluster replicas synced within {CLUSTER_TIMEOUT:.0f} s"
+    )
+
+
+SENTINEL_SERVICE = "mcpsec-main"
+SENTINEL_TIMEOUT = 30.0
+_SENTINEL_CONF = """\
+sentinel monitor {service} 127.0.0.1 {port} 2
+sentinel down-after-milliseconds {service} 1000
+sentinel failover-timeout {service} 5000
+sentinel parallel-syncs {service} 1
+"""
+
+
+@dataclass
+class SentinelTopology:
+    """A primary, a replica and three sentinels (quorum 2) on loopback.
+
+    `primary` and `replica` name the roles the nodes hold now: `wait_for_new_primary` swaps
+    them after a failover, and `rejoin` brings a dead node back as the replica.
+    """
+
+    service: str
+    primary: RedisServer
+    replica: RedisServer
+    sentinels: list[RedisServer]
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{sentinel.port}" for sentinel in self.sentinels)
+        return f"redis+sentinel://{hosts}/{self.service}"
+
+    def stop(self) -> None:
+        for server in (*self.sentinels, self.replica, self.primary):
+            server.stop()
+
+    def wait_until_healthy(self, timeout: float = SENTINEL_TIMEOUT) -> None:
+        """Until every sentinel names `primary`, knows the two other sentinels and sees the
+        replica up, and the replica's link to the primary is up: ready for a failover."""
+        deadline = time.monotonic() + timeout
+        problems = ["not checked yet"]
+        while time.monotonic() < deadline:
+            problems = self._health_problems()
+            if not problems:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(
+            f"sentinel topology not healthy within {timeout:.0f} s: {'; '.join(problems)}\n"
+            + self._log_tails()
+        )
+
+    def wait_for_new_primary(self, old_port: int, timeout: float = SENTINEL_TIMEOUT) -> RedisServer:
+        """Until every sentinel names a primary other than `old_port` and that node says it
+        is a master; then `primary` and `replica` are swapped. Returns the new primary."""
+        deadline = time.monotonic() + timeout
+        named: list[int | None] = []
+        while time.monotonic() < deadline:
+            named = [self._named_primary(sentinel.port) for sentinel in self.sentinels]
+            new = named[0]
+            if new not in (None, old_port) and set(named) == {new} and _role(new) == "master":
+                if self.primary.port != new:
+                    self.primary, self.replica = self.replica, self.primary
+                return self.primary
+            time.sleep(0.05)
+        raise RuntimeError(
+            f"no new primary (other than port {old_port}) within {timeout:.0f} s; the sentinels "
+            f"name ports {named}\n" + self._log_tails()
+        )
+
+    def switched_at(self, since: float) -> float | None:
+        """When the first sentinel announced a new primary (`+switch-master` in its log) at
+        or after `since`, both `time.time()` values: the failover's own share of a recovery."""
+        announced = [
+            stamp
+            for sentinel in self.sentinels
+            for stamp in _switch_times(sentinel.log)
+            if stamp >= since - 0.001  # the log keeps milliseconds
+        ]
+        return min(announced, default=None)
+
+    def rejoin(self, server: RedisServer) -> None:
+        """Start a dead node again as a replica of the primary, as an operator brings back
+        a crashed primary, and wait until the topology is ready for the next failover."""
+        server.extra_args = ("--replicaof", "127.0.0.1", str(self.primary.port))
+        server.restart()
+        self.replica = server
+        self.wait_until_healthy()
+
+    def _health_problems(self) -> list[str]:
+        problems = []
+        for sentinel in self.sentinels:
+            try:
+                problems += self._sentinel_problems(sentinel.port)
+            except redis.RedisError as e:
+                problems.append(f"sentinel {sentinel.port}: {e}")
+        if _replication(self.replica.port).get("master_link_status") != "up":
+            problems.append(f"replica {self.replica.port}: link to the primary not up")
+        return problems
+
+    def _sentinel_problems(self, port: int) -> list[str]:
+        with _client(port) as client:
+            master = client.sentinel_master(self.service)
+            replicas = client.sentinel_slaves(self.service)
+        seen = [r for r in replicas if r["port"] == self.replica.port and not r["is_sdown"]]
+        checks = {
+            f"names port {master['port']} as primary": master["port"] == self.primary.port,
+            "sees the primary down": not (master["is_sdown"] or master["is_odown"]),
+            f"knows {master['num-other-sentinels']} other sentinels": master["num-other-sentinels"]
+            >= len(self.sentinels) - 1,
+            "does not see the replica up": bool(seen),
+        }
+        return [f"sentinel {port} {problem}" for problem, ok in checks.items() if not ok]
+
+    def _named_primary(self, port: int) -> int | None:
+        try:
+            with _client(port) as client:
+                address = client.sentinel_get_master_addr_by_name(self.service)
+        except redis.RedisError:
+            return None
+        return int(address[1]) if address else None
+
+    def _log_tails(self) -> str:
+        servers = (self.primary, self.replica, *self.sentinels)
+        return "\n".join(f"-- {server.log}:\n{log_tail(server.log, 10)}" for server in servers)
+
+
+def _switch_times(log: Path) -> list[float]:
+    """Times of the `+switch-master` lines of a sentinel's log, which start like
+    `1234:X 03 Dec 2026 08:24:15.800 # +switch-master ...` (local time)."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    stamps = (line.split(" ", 1)[1][:24] for line in lines if "+switch-master" in line)
+    # Naive on purpose: the log's local time, read as local time by timestamp().
+    return [datetime.strptime(s, "%d %b %Y %H:%M:%S.%f").timestamp() for s in stamps]
+
+
+def _client(port: int) -> redis.Redis:
+    return redis.Redis(port=port, decode_responses=True, socket_timeout=1.0)
+
+
+def _replication(port: int) -> dict[str, str]:
+    try:
+        return _cluster_fields(command(port, "INFO", "replication"))
+    except (OSError, RuntimeError):
+        return {}
+
+
+def _role(port: int) -> str | None:
+    return _replication(port).get("role")
+
+
+def start_sentinel(folder: Path, service: str, primary_port: int) -> RedisServer:
+    """A sentinel watching the primary; its config file lives in its folder (it rewrites it)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / "sentinel.conf"
+    config.write_text(_SENTINEL_CONF.format(service=service, port=primary_port))
+    return start_redis_server(folder, "--sentinel", config=config)
+
+
+def start_sentinel_topology(folder: Path, *, service: str = SENTINEL_SERVICE) -> SentinelTopology:
+    """Start a primary, its replica and three sentinels, each in a subfolder of `folder`,
+    and wait until the sentinels know each other and the replica; everything started is
+    stopped again when that fails."""
+    started: list[RedisServer] = []
+    try:
+        primary = start_redis_server(folder / "primary")
+        started.append(primary)
+        replica_args = ("--replicaof", "127.0.0.1", str(primary.port))
+        replica = start_redis_server(folder / "replica", *replica_args)
+        started.append(replica)
+        for i in range(3):
+            started.append(start_sentinel(folder / f"sentinel-{i}", service, primary.port))
+        topology = SentinelTopology(service, primary, replica, started[2:])
+        topology.wait_until_healthy()
+    except BaseException:
+        for server in started:
+            server.stop()
+        raise
+    return topology

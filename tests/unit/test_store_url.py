@@ -17,6 +17,14 @@ from mcpsec.store.url import parse_store_url, redact_url
             "unix:///run/redis.sock?password=***&db=2",
         ),
         ("sqlite:///var/lib/mcpsec.db", "sqlite:///var/lib/mcpsec.db"),
+        (
+            "redis+sentinel://ops:hunter2@s1:26379,s2:26380/main?db=2",
+            "redis+sentinel://ops:***@s1:26379,s2:26380/main?db=2",
+        ),
+        (
+            "rediss+sentinel://s1:26379/main?sentinel_username=sent&sentinel_password=hunter2",
+            "rediss+sentinel://s1:26379/main?sentinel_username=sent&sentinel_password=***",
+        ),
     ],
 )
 def test_redact(url, shown):
@@ -45,7 +53,6 @@ def test_parse_backends():
         ("sqlite:relative.db", "absolute path"),
         ("redis+cluster://h1", "not host:port"),
         ("redis+cluster://h1:99999", "not host:port"),
-        ("redis+sentinel://:hunter2@h:26379/main", "Sentinel"),
     ],
 )
 def test_refuse(url, message):
@@ -68,3 +75,51 @@ def test_redaction_errs_on_the_side_of_hiding(url):
     shown = redact_url(url)
     assert "hunter2" not in shown and "er2" not in shown
     assert "***" in shown
+
+
+def test_parse_sentinel():
+    url = "redis+sentinel://ops:p%40ss@s1:26379,[::1]:26380/main?db=3"
+    sentinel = parse_store_url(url)
+    assert sentinel.backend == "redis-sentinel"
+    assert sentinel.nodes == (("s1", 26379), ("::1", 26380))
+    assert (sentinel.service, sentinel.db, sentinel.tls) == ("main", 3, False)
+    assert (sentinel.username, sentinel.password) == ("ops", "p@ss")
+    assert (sentinel.sentinel_username, sentinel.sentinel_password) == (None, None)
+    assert "p@ss" not in repr(sentinel)
+
+
+def test_parse_sentinel_with_tls_and_sentinel_credentials():
+    url = "REDISS+SENTINEL://s1:26379/my%2Dmain?sentinel_username=watch&sentinel_password=s%26cret"
+    sentinel = parse_store_url(url)
+    assert (sentinel.backend, sentinel.tls, sentinel.db) == ("redis-sentinel", True, 0)
+    assert sentinel.service == "my-main"
+    assert (sentinel.username, sentinel.password) == (None, None)  # the data nodes': none
+    assert (sentinel.sentinel_username, sentinel.sentinel_password) == ("watch", "s&cret")
+    assert "s&cret" not in repr(sentinel)
+    assert "s%26cret" not in sentinel.redacted
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis+sentinel://:hunter2@/main", "names no sentinels"),
+        ("redis+sentinel://:hunter2@s1:26379", "must name one Sentinel service"),
+        ("redis+sentinel://:hunter2@s1:26379/", "must name one Sentinel service"),
+        ("redis+sentinel://:hunter2@s1:26379/main/2", "must name one Sentinel service"),
+        ("redis+sentinel://:hunter2@s1/main", "'s1' is not host:port"),
+        ("redis+sentinel://:hunter2@s1:0/main", "is not host:port"),
+        ("redis+sentinel://:hunter2@s1:26379/main?db=two", "db='two' is not a database"),
+        ("redis+sentinel://:hunter2@s1:26379/main?db=-1", "is not a database"),
+        ("redis+sentinel://:hunter2@s1:26379/main?db=1&db=2", "gives a parameter twice"),
+        ("redis+sentinel://:hunter2@s1:26379/main?password=hunter2", "unknown parameter"),
+        ("redis+sentinel://:hunter2@[::1:26379/main", "cannot be parsed"),
+    ],
+)
+def test_refuse_sentinel(url, message):
+    """One line that says what is wrong and shows the form to write, never the password."""
+    with pytest.raises(ConfigError, match=message) as caught:
+        parse_store_url(url)
+    text = str(caught.value)
+    assert "hunter2" not in text
+    assert "\n" not in text
+    assert "redis+sentinel://[user:password@]host:26379,host:26380/service" in text
