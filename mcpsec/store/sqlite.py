@@ -5,6 +5,7 @@
 WAL lets readers run beside one writer; every write runs in `BEGIN IMMEDIATE`, which takes
 the write lock up front so that a read-modify-write can never interleave with another.
 The busy timeout is the store timeout: a locked database waits that long, then fails loudly.
+Threads of one process queue for the file on a lock of their own first (see `_writer_lock`).
 """
 
 from __future__ import annotations
@@ -106,6 +107,11 @@ CREATE TABLE IF NOT EXISTS buckets (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS buckets_expiry ON buckets (expires_at) WHERE expires_at IS NOT NULL;
 """
+_DAMAGED_CODES: Final = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
+_PROBLEMS_SHOWN: Final = 3  # quick_check's first problems, enough to name the damage
+# One writer lock per database file and process, shared by every store object on the file.
+_WRITERS: dict[tuple[int, str], threading.Lock] = {}
+_WRITERS_GUARD = threading.Lock()
 _PURGE_EVERY: Final = 60.0  # seconds between sweeps of expired rows; reads ignore them anyway
 _FOLLOW_POLL: Final = 0.05
 
@@ -127,6 +133,7 @@ class SqliteStore:
         self._lock = threading.Lock()
         self._next_purge = 0.0
         self._create_file()
+        self._file = str(path.resolve())  # names the writer lock: one per file, however reached
         with self._errors():
             self._migrate(self._connection())
 
@@ -538,6 +545,7 @@ class SqliteStore:
             db = self._connection()
             (mode,) = db.execute("PRAGMA journal_mode").fetchone()
             file_mode = stat.S_IMODE(self.path.stat().st_mode)
+            self._check_integrity(db)
         details = {
             "path": str(self.path),
             "journal_mode": str(mode),
@@ -592,6 +600,16 @@ class SqliteStore:
                 self._connections.append(connection)
         return connection
 
+    def _check_integrity(self, db: sqlite3.Connection) -> None:
+        """Raise if the file is damaged anywhere. SQLite keeps no page checksums: a command
+        notices damage only in the pages it reads, so without this `doctor` (the one caller,
+        through `info`) would call a file ok whose key or audit pages are garbage."""
+        rows = [row[0] for row in db.execute(f"PRAGMA quick_check({_PROBLEMS_SHOWN})")]
+        if rows != ["ok"]:  # a row may hold several lines, headed "*** in database main ***"
+            lines = (line.strip() for row in rows for line in str(row).splitlines())
+            problems = [line for line in lines if line and not line.startswith("***")]
+            raise _damaged(self.path, "; ".join(problems[:_PROBLEMS_SHOWN]))
+
     def _migrate(self, db: sqlite3.Connection) -> None:
         (version,) = db.execute("PRAGMA user_version").fetchone()
         if version > SCHEMA_VERSION:
@@ -620,18 +638,42 @@ class SqliteStore:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction that holds the lock from its first statement to COMMIT."""
-        with self._errors():
-            db = self._connection()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-                self._purge_expired(db)
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
+        """One write transaction that holds the lock from its first statement to COMMIT.
+
+        Threads of this process take turns on `_writer_lock` before BEGIN IMMEDIATE, so only
+        one of them at a time meets SQLite's busy handler, which sleeps and polls: with 16
+        threads writing, a thread could lose every poll for the whole busy timeout and fail
+        "locked" while the file was never held by anyone else for that long. A blocked lock
+        waiter is woken the moment the lock is released instead. Other processes still meet
+        the busy timeout, so a write waits at most twice the store timeout in all.
+        """
+        lock = self._writer_lock()
+        if not lock.acquire(timeout=self.timeout):
+            raise _locked(self.path)
+        try:
+            with self._errors():
+                db = self._connection()
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                    self._purge_expired(db)
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
+        finally:
+            lock.release()
+
+    def _writer_lock(self) -> threading.Lock:
+        """This process's writer lock for the file, whichever store object opened it; a
+        forked child gets its own (a lock held by a thread that did not fork never frees)."""
+        key = (os.getpid(), self._file)
+        lock = _WRITERS.get(key)
+        if lock is None:
+            with _WRITERS_GUARD:
+                lock = _WRITERS.setdefault(key, threading.Lock())
+        return lock
 
     def _purge_expired(self, db: sqlite3.Connection) -> None:
         now = self.clock.now()
@@ -728,13 +770,31 @@ def _seq(after: str | None) -> int:
         raise InvalidInputError(f"log position {after!r} is not one this store wrote") from None
 
 
+def _damaged(path: Path, problem: str) -> StoreError:
+    return StoreError(
+        f"the SQLite store {path} is damaged or is not an SQLite database: {problem}",
+        hint="restore it from a backup, or move it aside and mcpsec will start an empty "
+        "store (`sqlite3 FILE .recover` may save what is left)",
+    )
+
+
+def _locked(path: Path) -> StoreUnavailableError:
+    return StoreUnavailableError(
+        f"the SQLite store {path} stayed locked by another writer past the timeout",
+        hint="retry, or raise store.timeout",
+    )
+
+
 def _translate(error: sqlite3.Error, path: Path) -> StoreError:
     text = str(error)
+    # The primary result code (the low byte of an extended one): damage is told apart by
+    # code, as messages differ between SQLite versions. Errors raised by Python's own
+    # module (a closed connection) carry no code.
+    code: int = getattr(error, "sqlite_errorcode", None) or 0
+    if code & 0xFF in _DAMAGED_CODES:
+        return _damaged(path, text)
     if "locked" in text or "busy" in text:
-        return StoreUnavailableError(
-            f"the SQLite store {path} stayed locked by another writer past the timeout",
-            hint="retry, or raise store.timeout",
-        )
+        return _locked(path)
     if "readonly" in text or "read-only" in text:
         return StoreReadOnlyError(f"the SQLite store {path} is read-only: {text}")
     if isinstance(error, sqlite3.OperationalError):
