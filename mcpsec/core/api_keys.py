@@ -12,6 +12,7 @@ here once; `AsyncApiKeys` runs the same code for asyncio servers.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -220,12 +221,16 @@ class ApiKeys:
                 key_id=key.key_id,
                 details={"name": key.name, "roles": list(key.roles), "rotated_from": rotated_from},
             )
-            if draft.owner:  # the owner index first: `revoke --owner` must never miss a key
-                self.store.put(OWNER_KIND, f"{draft.owner}:{key.key_id}", {})
-            if self.store.put(
-                KEY_KIND, key.key_id, to_fields(key, secret_hash(parts.secret)), only_if_absent=True
-            ):
-                return _created(key, api_key)
+            digest = secret_hash(parts.secret)
+            fields = to_fields(key, digest)
+            try:
+                if draft.owner:  # the owner index first: `revoke --owner` must never miss a key
+                    self.store.put(OWNER_KIND, f"{draft.owner}:{key.key_id}", {})
+                if self.store.put(KEY_KIND, key.key_id, fields, only_if_absent=True):
+                    return _created(key, api_key)
+            except StoreError:
+                self._abandon(key.key_id, draft.owner, digest)
+                raise
         raise MCPSecError("could not find a free key id; try again")
 
     # -- verify ----------------------------------------------------------------------------
@@ -586,6 +591,18 @@ class ApiKeys:
         self.store.delete(KEY_KIND, key_id)
         if owner:
             self.store.delete(OWNER_KIND, f"{owner}:{key_id}")
+
+    def _abandon(self, key_id: str, owner: str | None, digest: str) -> None:
+        """Undo a create that failed part-way. A record and its index entry are two writes
+        (two slots): a store at maxmemory takes the record, then refuses the index entry,
+        and a timed-out reply may hide a write. The caller never gets the key, so a record
+        left behind would be a live key nobody holds, missing from `keys list`. Best effort
+        (deleting works at maxmemory, not with the store gone): the create's error stands.
+        A record with another hash is someone else's key under the same id: left alone."""
+        with contextlib.suppress(StoreError):
+            record = self.store.get(KEY_KIND, key_id)
+            if record is None or record.fields.get("hash") == digest:
+                self._discard(key_id, owner)
 
 
 class AsyncApiKeys:

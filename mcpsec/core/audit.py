@@ -341,7 +341,12 @@ class AuditLog:
             self.record(type, outcome, **fields)
         except MCPSecError as e:
             if self.required:
-                raise StoreError(f"the audit log could not record {type}: {e.message}") from e
+                # Keep the store's family and hint: every change writes its event first, so
+                # this is how most write failures reach the caller, who must still tell an
+                # unreachable store from a read-only one, and the user still learn what to do.
+                family = e.__class__ if isinstance(e, StoreError) else StoreError
+                message = f"the audit log could not record {type}: {e.message}"
+                raise family(message, hint=e.hint) from e
             self._fail(f"{type}: {e.message}")
 
     def verdict(self, type: str, outcome: Outcome, **fields: Any) -> None:

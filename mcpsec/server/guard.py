@@ -12,6 +12,7 @@ This module knows nothing of HTTP or of the MCP SDK (see `mcpsec.server.app` and
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import re
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from mcpsec.core.token_ids import subject_tag
 from mcpsec.core.tokens import AsyncTokens, Tokens
 from mcpsec.store import Store
 
+_LOG: Final = logging.getLogger("mcpsec.server")
 ACTOR: Final = "mcp-server"  # the actor of events recorded before a principal is known
 TOOL_EVENT: Final = "tool.called"
 _SAFE_IDENTITY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
@@ -173,7 +175,16 @@ class Guard:
         if admission.permission:
             details["permission"] = admission.permission
         if admission.rate is not None and admission.rate.store_unavailable:
-            details["rate"] = "store unavailable: " + ("allowed" if admission.allowed else "denied")
+            verdict = "allowed" if admission.allowed else "denied"
+            details["rate"] = "store unavailable: " + verdict
+            # Said in the log too: this event goes to the store that just failed, so when
+            # it is down the event is lost, and the log is where an operator learns it.
+            _LOG.warning(
+                "the rate-limit store did not answer: %s's call to %s %s by rate.fail_open",
+                principal.name,
+                tool,
+                verdict,
+            )
         self.audit.verdict(
             TOOL_EVENT,
             Outcome.ALLOWED if admission.allowed else Outcome.DENIED,
