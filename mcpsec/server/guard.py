@@ -201,7 +201,10 @@ class Guard:
 def rate_headers(decision: Decision) -> dict[str, str]:
     """RateLimit and RateLimit-Policy (draft-ietf-httpapi-ratelimit-headers: quota `q`, window
     `w` = the time to refill the whole bucket, remaining `r`, reset `t`), and Retry-After
-    when refused: what a client needs to pace itself."""
+    when refused: what a client needs to pace itself. None when the store did not answer: no
+    bucket was read, so a quota or a remaining count would be made up."""
+    if decision.store_unavailable:
+        return {}
     binding = decision.buckets[0] if decision.buckets else None
     policy = f'"{decision.policy}";q={decision.limit}'
     if binding is not None and binding.refill > 0:

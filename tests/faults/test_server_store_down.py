@@ -209,3 +209,5 @@ def test_the_rate_limit_follows_its_policy_with_the_store_down_and_says_which(
         assert reply.body["error"]["code"] == UNAVAILABLE
         assert "rate-limit store is unavailable" in reply.body["error"]["message"]
         assert reply.headers["retry-after"] == "1"
+    # No bucket was read: a quota or a remaining count in the reply would be made up.
+    assert not {"ratelimit", "ratelimit-policy"} & {name.lower() for name in reply.headers}
