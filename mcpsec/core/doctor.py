@@ -169,7 +169,9 @@ def _store_checks(settings: Settings, opener: StoreOpener, now: Callable[[], flo
         )
     else:
         clock = _clock_check(now(), None if shared_clock else store_now)
-    return [_store_ok(info), *_store_warnings(info, settings.store.prefix), clock]
+    checks = _store_warnings(info, settings.store.prefix)
+    replicas = _replicas_check(info.details, settings.store.wait_replicas)
+    return [_store_ok(info), *checks, *([replicas] if replicas else []), clock]
 
 
 def _store_clock(store: Store) -> float | MCPSecError:
@@ -251,6 +253,28 @@ def _replica_check(facts: Mapping[str, str]) -> Check | None:
         Status.FAIL,
         f"the store is {what}; point the store URL at the primary, or use redis+sentinel:// "
         "to follow it through failovers",
+        Area.STORE,
+    )
+
+
+def _replicas_check(facts: Mapping[str, str], wait_replicas: int) -> Check | None:
+    """With `store.wait_replicas`, a primary with fewer replicas fails every change (after
+    waiting half the timeout): said here rather than at the first revocation."""
+    connected = facts.get("connected_replicas")
+    if not wait_replicas or connected is None or facts.get("role") == "slave":
+        return None
+    if int(connected) >= wait_replicas:
+        return Check(
+            "replicas",
+            Status.OK,
+            f"{connected} replica(s) connected; store.wait_replicas is {wait_replicas}",
+            Area.STORE,
+        )
+    return Check(
+        "replicas",
+        Status.FAIL,
+        f"store.wait_replicas is {wait_replicas} but the primary has {connected} replica(s) "
+        "connected: every change (keys create, token revoke) will fail",
         Area.STORE,
     )
 

@@ -16,6 +16,7 @@ Commands called from our Lua scripts count too: ACL rules apply inside scripts.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from contextlib import suppress
 from typing import Any, Final
@@ -24,6 +25,7 @@ import redis
 
 PROBE_KEY: Final = "_doctor:{probe}"  # after the prefix; never holds data for long
 _NO_SCRIPT: Final = "0" * 40
+_RUN_REFUSED: Final = re.compile(r"permissions to run the '[^']*' command", re.IGNORECASE)
 
 
 def server_facts(
@@ -42,6 +44,8 @@ def server_facts(
     for name in ("role", "aof_enabled"):
         if name in info:
             facts[name] = str(info[name])
+    if "connected_slaves" in info:
+        facts["connected_replicas"] = str(info["connected_slaves"])
     facts |= _config_facts(node)
     if cluster:
         facts |= _cluster_facts(node)
@@ -168,7 +172,7 @@ def _dry_run(node: Any, user: str, command: Sequence[str]) -> str | None:
         return _probe(node, command)
     if reply == "OK":
         return None
-    return "key" if "key" in reply.lower() else "command"
+    return _refused(reply)
 
 
 def _probe(node: Any, command: Sequence[str]) -> str | None:
@@ -177,10 +181,17 @@ def _probe(node: Any, command: Sequence[str]) -> str | None:
     try:
         node.execute_command(*command)
     except redis.exceptions.NoPermissionError as e:
-        return "key" if "key" in str(e).lower() else "command"
+        return _refused(str(e))
     except redis.ResponseError:
         return None
     return None
+
+
+def _refused(message: str) -> str:
+    """ "command" when Redis refused the command itself ("... no permissions to run the 'xadd'
+    command"), else "key". Not a search for the word "key": since Redis 7.2 the message names
+    the user, and a user named `apikeys` must not turn a refused command into a refused key."""
+    return "command" if _RUN_REFUSED.search(message) else "key"
 
 
 def _forget(node: Any, key: str) -> None:

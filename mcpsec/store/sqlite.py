@@ -111,7 +111,16 @@ _DAMAGED_CODES: Final = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
 _PROBLEMS_SHOWN: Final = 3  # quick_check's first problems, enough to name the damage
 # One writer lock per database file and process, shared by every store object on the file.
 _WRITERS: dict[tuple[int, str], threading.Lock] = {}
-_WRITERS_GUARD = threading.Lock()
+_WRITERS_GUARD = [threading.Lock()]  # in a list, so that a forked child can replace it
+
+
+def _forget_writers() -> None:
+    """In a forked child: a guard some parent thread held at the fork would never free."""
+    _WRITERS_GUARD[0] = threading.Lock()
+    _WRITERS.clear()
+
+
+os.register_at_fork(after_in_child=_forget_writers)
 _PURGE_EVERY: Final = 60.0  # seconds between sweeps of expired rows; reads ignore them anyway
 _FOLLOW_POLL: Final = 0.05
 
@@ -671,7 +680,7 @@ class SqliteStore:
         key = (os.getpid(), self._file)
         lock = _WRITERS.get(key)
         if lock is None:
-            with _WRITERS_GUARD:
+            with _WRITERS_GUARD[0]:
                 lock = _WRITERS.setdefault(key, threading.Lock())
         return lock
 

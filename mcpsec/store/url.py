@@ -7,9 +7,10 @@ redact_url("redis://ops:hunter2@db:6379/0")                       # "redis://ops
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from mcpsec.core.errors import ConfigError
 
@@ -17,7 +18,20 @@ SUPPORTED = (
     "sqlite:///path, redis://, rediss://, unix://, "
     "redis+sentinel://host:port,.../service, redis+cluster://host:port,..."
 )
-_SECRET_QUERY_KEYS = frozenset({"password", "pass", "token", "sentinel_password"})
+# Query parameters: shown with their values, shown as `name=***`, and accepted on a
+# redis://, rediss:// or unix:// URL. Others are refused: redis-py would pass any name on
+# as a keyword argument (a typo failing as an internal error at the first command), and
+# `retry_on_timeout`, `ssl_cert_reqs` or `socket_timeout` would quietly undo the settings
+# mcpsec chose (no retries, checked certificates, `store.timeout`).
+_SHOWN_PARAMS = frozenset({"db", "username", "sentinel_username", "client_name"})
+_SECRET_PARAMS = frozenset({"password", "sentinel_password"})
+_REDIS_PARAMS = frozenset({"db", "username", "password", "client_name"})
+# A parameter's name shown (its value never is, unless in _SHOWN_PARAMS): a name with an
+# `@`, `/` or `:` in it may be a piece of a password with an unencoded `?`.
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# A list of hosts as a URL's authority holds them: name or [IPv6], an optional port.
+_HOST = r"(?:\[[0-9A-Fa-f:.]*\]|[\w.%-]*)(?::\d*)?"
+_HOSTS = re.compile(f"{_HOST}(?:,{_HOST})*")
 SENTINEL_FORM = "redis+sentinel://[user:password@]host:26379,host:26380/service[?db=N]"
 _SENTINEL_PARAMS = ("db", "sentinel_username", "sentinel_password")
 
@@ -25,7 +39,7 @@ _SENTINEL_PARAMS = ("db", "sentinel_username", "sentinel_password")
 @dataclass(frozen=True)
 class StoreUrl:
     backend: str  # "sqlite", "redis", "redis-sentinel" or "redis-cluster"
-    url: str  # as given; may hold a password, never print it (use `redacted`)
+    url: str = field(repr=False)  # as given; may hold a password: print `redacted`
     path: Path | None = None  # sqlite only
     nodes: tuple[tuple[str, int], ...] = ()  # cluster nodes, or the sentinels
     username: str | None = None  # for the data nodes (on Sentinel too)
@@ -42,22 +56,44 @@ class StoreUrl:
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password (userinfo or query) replaced by `***`.
+    """The URL with any password (user information or query) replaced by `***`.
 
-    Errs on the side of hiding: the user information runs to the *last* `@`, so a password
-    with an unencoded `@`, `/` or `?` in it is hidden whole, and schemes match in any case.
+    Errs on the side of hiding. The user information runs to the last `@` before the query,
+    so a password with an unencoded `@`, `/` or `#` is hidden whole; when the part before the
+    query is no list of hosts and an `@` follows (a password with an unencoded `?`), all of
+    it up to that `@` is hidden. Query values are shown only for parameters known to hold
+    nothing secret; any other's value is hidden (a misspelt `pasword` say), and its name too
+    unless it is a plain identifier.
     """
-    scheme, sep, rest = url.partition("://")
-    if sep and "@" in rest:
-        userinfo, _, host = rest.rpartition("@")
-        user, colon, _ = userinfo.partition(":")
-        rest = f"{user}{':***' if colon else ''}@{host}"
-    text = f"{scheme}{sep}{rest}"
-    base, _, query = text.partition("?")
-    if not query:
-        return text
-    pairs = [(k, "***" if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in parse_qsl(query)]
-    return f"{base}?{urlencode(pairs, safe='*/')}"
+    scheme, colon, rest = url.partition(":")
+    if not colon:
+        return url if "@" not in url and "?" not in url else "***"
+    body = rest.lstrip("/")
+    shown = f"{scheme}:{rest[: len(rest) - len(body)]}"
+    head, question, query = body.partition("?")
+    if "@" in head:
+        userinfo, _, head = head.rpartition("@")
+        user, has_password, _ = userinfo.partition(":")
+        shown += f"{user}{':***' if has_password else ''}@"
+    elif "@" in query and not _HOSTS.fullmatch(re.split(r"[/#]", head, maxsplit=1)[0]):
+        _, _, body = body.rpartition("@")
+        shown += "***@"
+        head, question, query = body.partition("?")
+    head, fragment, _ = head.partition("#")
+    shown += head + ("#***" if fragment else "")
+    return shown + (f"?{_redact_query(query)}" if question else "")
+
+
+def _redact_query(query: str) -> str:
+    pairs = parse_qsl(query, keep_blank_values=True)
+    return "&".join(
+        f"{quote(k, safe='')}={quote(v, safe='')}"
+        if k in _SHOWN_PARAMS
+        else f"{k}=***"
+        if _NAME.fullmatch(k)
+        else "***"
+        for k, v in pairs
+    )
 
 
 def parse_store_url(url: str) -> StoreUrl:
@@ -67,6 +103,7 @@ def parse_store_url(url: str) -> StoreUrl:
     if scheme == "sqlite":
         return _sqlite(url)
     if scheme in {"redis", "rediss", "unix"}:
+        _check_params(url, _REDIS_PARAMS)
         return StoreUrl("redis", url, tls=scheme == "rediss")
     if scheme in {"redis+cluster", "rediss+cluster"}:
         return _cluster(url, tls=scheme == "rediss+cluster")
@@ -81,14 +118,31 @@ def _sqlite(url: str) -> StoreUrl:
     raw = url.partition(":")[2].removeprefix("//")
     if not raw.startswith("/"):
         raise ConfigError(
-            f"store URL {url!r} must name an absolute path",
+            f"store URL {redact_url(url)!r} must name an absolute path",
             hint="write it as sqlite:///absolute/path/mcpsec.db",
         )
     path = Path("/" + unquote(raw).lstrip("/"))
     return StoreUrl("sqlite", url, path=path)
 
 
+def _check_params(url: str, known: frozenset[str]) -> None:
+    """Refuse a query parameter mcpsec does not pass on (see `_REDIS_PARAMS`)."""
+    try:
+        names = [name for name, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True)]
+    except ValueError:  # an unbalanced [ in an IPv6 address
+        raise ConfigError(f"store URL {redact_url(url)} cannot be parsed") from None
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        shown = repr(unknown[0]) if _NAME.fullmatch(unknown[0]) else "one"
+        raise ConfigError(
+            f"store URL {redact_url(url)} has a parameter mcpsec does not use: {shown}",
+            hint=f"parameters: {', '.join(sorted(known)) or 'none'}; timeouts and TLS are "
+            "set with store.timeout and store.tls_*",
+        )
+
+
 def _cluster(url: str, *, tls: bool) -> StoreUrl:
+    _check_params(url, frozenset())  # credentials go in the user information
     parts = urlsplit(url)
     userinfo, _, hosts = parts.netloc.rpartition("@")
     username, _, password = userinfo.partition(":")
@@ -170,10 +224,16 @@ def _host_port(
     host, _, port = item.rpartition(":")
     if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ConfigError(
-            f"store URL {redact_url(url)}: {item!r} is not host:port",
+            f"store URL {redact_url(url)}: {_node_shown(item)} is not host:port",
             hint=f"write it as {form}",
         )
     return host.strip("[]"), int(port)
+
+
+def _node_shown(item: str) -> str:
+    """The node as the error names it; none when it may be a password's piece (a password
+    with an unencoded `/`, `?` or `#` ends the host list inside the password)."""
+    return repr(item) if _HOSTS.fullmatch(item) else "a node"
 
 
 def url_credentials(url: str) -> tuple[str | None, str | None]:

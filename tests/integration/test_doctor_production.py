@@ -4,6 +4,7 @@ persistence off, a replica given as the store; and a healthy cluster, clock incl
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -116,3 +117,18 @@ def test_a_healthy_cluster(tmp_path, redis_cluster: RedisClusterProcs):
     }
     assert checks["acl"]["status"] == "ok"
     assert checks["clock"]["status"] == "ok" and "of the store" in checks["clock"]["detail"]
+
+
+@pytest.mark.parametrize(("wait", "status"), [("1", "ok"), ("2", "fail")])
+def test_wait_replicas_is_checked_against_the_connected_replicas(
+    tmp_path, primary, replica, wait, status
+):
+    deadline = time.monotonic() + 10
+    while "connected_slaves:1" not in command(primary.port, "INFO", "replication"):
+        assert time.monotonic() < deadline, "the replica never connected"
+        time.sleep(0.05)
+    env = {"MCPSEC_STORE_WAIT_REPLICAS": wait}
+    ran = run_cli(tmp_path, "--store", primary.url, "doctor", "--json", env=env)
+    checks = {c["name"]: c for c in json.loads(ran.stdout)["checks"]}
+    assert checks["replicas"]["status"] == status, checks["replicas"]
+    assert ran.exit_code == (0 if status == "ok" else 5), ran.output

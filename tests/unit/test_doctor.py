@@ -223,3 +223,18 @@ def test_a_clock_the_store_refuses_fails_but_keeps_the_other_checks(env):
     assert checks["clock"].status is Status.FAIL and "'time'" in checks["clock"].detail
     assert checks["acl"].status is Status.FAIL and "time" in checks["acl"].detail
     assert checks["store"].status is Status.OK
+
+
+@pytest.mark.parametrize(("connected", "status"), [("0", Status.FAIL), ("1", Status.OK)])
+def test_wait_replicas_needs_that_many_connected_replicas(env, connected, status):
+    env = env | {"MCPSEC_STORE_WAIT_REPLICAS": "1"}
+    report = redis_report(env, HEALTHY | {"connected_replicas": connected})
+    check = by_name(report)["replicas"]
+    assert check.status is status
+    if status is Status.FAIL:
+        assert "store.wait_replicas is 1 but the primary has 0 replica(s)" in check.detail
+        assert report.failed_area is Area.STORE
+
+
+def test_without_wait_replicas_the_replica_count_is_not_judged(env):
+    assert "replicas" not in by_name(redis_report(env, HEALTHY | {"connected_replicas": "0"}))

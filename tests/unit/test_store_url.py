@@ -123,3 +123,52 @@ def test_refuse_sentinel(url, message):
     assert "hunter2" not in text
     assert "\n" not in text
     assert "redis+sentinel://[user:password@]host:26379,host:26380/service" in text
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        # A query password with an unencoded @ and : (redis-py accepts the URL as written).
+        (
+            "redis://127.0.0.1:6391/0?username=qp&password=x@y:hunter2",
+            "redis://127.0.0.1:6391/0?username=qp&password=***",
+        ),
+        (
+            "rediss+sentinel://u:p@h:1/svc?sentinel_password=a@b:hunter2",
+            "rediss+sentinel://u:***@h:1/svc?sentinel_password=***",
+        ),
+        ("redis://u:pa?hunter2@h/0", "redis://***@h/0"),  # an unencoded ? in the password
+        ("redis://u:a#hunter2@h:1/0", "redis://u:***@h:1/0"),  # an unencoded #
+        ("redis:/mcp:p@hunter2/rd@h", "redis:/mcp:***@h"),  # one slash only
+        ("redis://h/0?sentinel_pasword=hunter2&db=2", "redis://h/0?sentinel_pasword=***&db=2"),
+        ("redis://h/0?x@hunter2=1", "redis://h/0?***"),  # a name that may be a password's piece
+        ("sqlite://u:hunter2@h/x", "sqlite://u:***@h/x"),
+    ],
+)
+def test_redaction_of_passwords_that_break_the_url_syntax(url, shown):
+    assert redact_url(url) == shown
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis://h/0?foo=1", "does not use: 'foo'"),
+        ("redis://h/0?ssl_cert_reqs=none", "does not use: 'ssl_cert_reqs'"),  # TLS checks stay on
+        ("redis://h/0?retry_on_timeout=true", "does not use"),  # a take must never run twice
+        ("redis://h/0?socket_timeout=60", "does not use"),  # store.timeout is the one timeout
+        ("redis+cluster://h:7000?password=hunter2", "does not use: 'password'"),
+        ("redis+cluster://u:hunter2@[::1:7000", "cannot be parsed"),
+        ("redis+sentinel://u:abc/hunter2@127.0.0.1:1/svc", "a node is not host:port"),
+        ("redis+cluster://u:p@ss:w/hunter2@h:1", "a node is not host:port"),
+        ("sqlite://u:hunter2@h/x", "absolute path"),
+    ],
+)
+def test_refused_urls_never_echo_a_password(url, message):
+    with pytest.raises(ConfigError, match=message) as caught:
+        parse_store_url(url)
+    assert "hunter2" not in f"{caught.value} {caught.value.hint}"
+
+
+def test_a_parsed_url_keeps_its_password_out_of_repr():
+    assert "hunter2" not in repr(parse_store_url("redis://u:hunter2@h:6379/0"))
+    assert parse_store_url("redis://h/0?db=2&client_name=mcp&username=u&password=p")
