@@ -152,6 +152,9 @@ class AsyncTransport:
             ("EVALSHA", self._scripts[c.name][0], len(c.keys), *c.keys, *c.args) for c in calls
         ]
         async with held.lock:
+            if held.connection is not None and await _hung_up(held.connection):
+                stale, held.connection = held.connection, None
+                await stale.disconnect()  # nothing was sent on it: replaced below
             if held.connection is None:
                 # Held only once connected: a connection whose connect failed would connect
                 # on its own at the next send, and a Sentinel pool's would then skip asking
@@ -227,6 +230,16 @@ class AsyncTransport:
                 await client.initialize()
                 self._clients[loop] = client
         return client
+
+
+async def _hung_up(connection: Any) -> bool:
+    """Whether the server hung up on this idle connection (a restart, say): the event loop
+    has already read its end of file, so asking costs no system call. Replacing it before
+    sending makes a restarted Redis cost no failed request."""
+    try:
+        return bool(await connection.can_read())
+    except (redis.ConnectionError, OSError):
+        return True
 
 
 @dataclass

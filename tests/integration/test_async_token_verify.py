@@ -107,27 +107,59 @@ def test_an_unreachable_server_fails_every_caller_closed(keys: TokenKeys, tmp_pa
     assert all(isinstance(o, StoreError) for o in outcomes), outcomes
 
 
-def test_a_killed_connection_fails_its_batch_and_the_next_one_reconnects(
+def test_a_connection_dropped_while_idle_is_replaced_before_the_next_batch(
     store: RedisStore, keys: TokenKeys
 ) -> None:
-    """The asyncio transport holds one connection per event loop: when the server drops it,
-    the batch in flight fails closed and the next batch opens a new one."""
+    """The asyncio transport holds one connection per event loop: when the server drops it
+    between batches (a restart, an idle timeout), the next batch sees the end of file the
+    loop has read and opens a new one before sending: no request fails for it."""
     if store.info().backend != "redis":
         pytest.skip("the cluster path sends call by call over redis-py's client")
     tokens = Tokens(store, keys)
     minted = tokens.mint("reconnect", refresh=False)
     verifier = AsyncTokens(tokens)
 
-    async def run() -> list[object]:
+    async def run() -> list[bool]:
         try:
             await verifier.verify(minted.access_token)  # the held connection is open now
             store.client.client_kill_filter(_type="normal", skipme=True)
-            outcomes: list[object] = []
-            for _ in range(3):
+            await asyncio.sleep(0.05)  # the loop runs between requests, as a server's does
+            return [(await verifier.verify(minted.access_token)).valid for _ in range(3)]
+        finally:
+            await verifier.aclose()
+
+    assert asyncio.run(run()) == [True, True, True]
+
+
+def test_a_connection_dropped_in_flight_fails_its_batch_and_the_next_one_reconnects(
+    store: RedisStore, keys: TokenKeys
+) -> None:
+    """A batch whose connection dies while it waits for the reply fails closed (a store
+    error, never a verdict), and is not sent again; the next batch opens a new connection."""
+    if store.info().backend != "redis":
+        pytest.skip("the cluster path sends call by call over redis-py's client")
+    tokens = Tokens(store, keys)
+    minted = tokens.mint("in-flight", refresh=False)
+    verifier = AsyncTokens(tokens)
+
+    async def run() -> list[object]:
+        try:
+            await verifier.verify(minted.access_token)  # the held connection is open now
+            # Scripts wait while clients are paused for writes; CLIENT KILL does not.
+            store.client.client_pause(5000, all=False)
+            try:
+                waiting = asyncio.ensure_future(verifier.verify(minted.access_token))
+                await asyncio.sleep(0.2)  # sent, and waiting for its reply
+                assert not waiting.done()
+                store.client.client_kill_filter(_type="normal", skipme=True)
+                outcomes: list[object] = []
                 try:
-                    outcomes.append((await verifier.verify(minted.access_token)).valid)
+                    outcomes.append((await waiting).valid)
                 except StoreError as e:
                     outcomes.append(e)
+            finally:
+                store.client.client_unpause()
+            outcomes += [(await verifier.verify(minted.access_token)).valid for _ in range(2)]
             return outcomes
         finally:
             await verifier.aclose()
