@@ -21,22 +21,16 @@ from tests.support.redis_servers import (
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """One standalone `redis-server` on a free port for the whole session (no persistence)."""
     require_binaries("redis-server", "redis-cli")
-    server = start_redis_server(tmp_path_factory.mktemp("redis"))
-    try:
+    with start_redis_server(tmp_path_factory.mktemp("redis")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterProcs]:
     """One local Redis Cluster (3 masters, no replicas) for the whole session."""
     require_binaries("redis-server", "redis-cli")
-    cluster = start_redis_cluster(tmp_path_factory.mktemp("redis-cluster"))
-    try:
+    with start_redis_cluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(scope="session")
@@ -44,8 +38,5 @@ def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sentine
     """A primary, its replica and three sentinels for the whole session. Tests that kill a
     node use a topology of their own (tests/faults), so this one keeps its roles."""
     require_binaries("redis-server")
-    topology = start_sentinel_topology(tmp_path_factory.mktemp("redis-sentinel"))
-    try:
+    with start_sentinel_topology(tmp_path_factory.mktemp("redis-sentinel")) as topology:
         yield topology
-    finally:
-        topology.stop()

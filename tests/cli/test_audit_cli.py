@@ -28,7 +28,7 @@ from mcpsec.core.key_format import (
     random_base62,
 )
 
-from tests.cli.conftest import Ran
+from tests.support.cli import Cli, Ran
 from tests.support.redis_servers import free_port
 
 ACTOR = getpass.getuser()
@@ -658,11 +658,9 @@ def jwt_segments(token: str) -> list[str]:
     return [token, *segments]
 
 
-def test_no_secret_reaches_the_log_or_the_store(
-    configured: Runner, home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_no_secret_reaches_the_log_or_the_store(configured: Cli, home: Path) -> None:
     sink = home / "audit.sink.jsonl"
-    monkeypatch.setenv("MCPSEC_AUDIT_SINK", str(sink))
+    configured.env["MCPSEC_AUDIT_SINK"] = str(sink)
     mcpsec = configured
     secrets: list[str] = []
 

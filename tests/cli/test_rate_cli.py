@@ -13,7 +13,7 @@ from uuid import uuid4
 
 import pytest
 
-from tests.cli.conftest import Ran
+from tests.support.cli import Ran
 from tests.support.redis_servers import free_port
 
 DECISION_FIELDS = {"allowed", "limit", "remaining", "retry_after", "reset_after"}
@@ -51,16 +51,16 @@ class Runner(Protocol):
         pytest.param("redis", id="redis", marks=pytest.mark.redis_server),
     ]
 )
-def cli(request: pytest.FixtureRequest, mcpsec: Runner, monkeypatch: pytest.MonkeyPatch) -> Runner:
+def cli(request: pytest.FixtureRequest, mcpsec: Runner) -> Runner:
     """`mcpsec` on the default SQLite file, or on the session's redis-server under a key
     prefix of this test's own, so that tests never see each other's buckets."""
     if request.param == "sqlite":
         return mcpsec
     url = request.getfixturevalue("redis_server").url
-    monkeypatch.setenv("MCPSEC_STORE_PREFIX", f"t{uuid4().hex[:12]}:")
+    prefix = {"MCPSEC_STORE_PREFIX": f"t{uuid4().hex[:12]}:"}
 
     def run(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Ran:
-        return mcpsec("--store", url, *args, input=input, env=env)
+        return mcpsec("--store", url, *args, input=input, env=prefix | (env or {}))
 
     return run
 

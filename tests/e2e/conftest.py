@@ -15,7 +15,6 @@ redis-server (tests/conftest.py). The server is started once per module and back
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from uuid import uuid4
 import pytest
 import tomli_w
 
+from tests.support.cli import Cli
 from tests.support.redis_servers import RedisServer, free_port, log_tail, terminate
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "mcp_server.py"
@@ -46,7 +46,7 @@ class Deployment:
 
     backend: str
     folder: Path
-    env: dict[str, str]
+    mcpsec: Cli  # the server's settings, which its CLI shares
     port: int
     workspace: Path  # the sandbox's parent: nothing but the sandbox may ever appear here
     sandbox: Path
@@ -71,21 +71,7 @@ class Deployment:
     def cli(self, *args: str) -> str:
         """Run `mcpsec ARGS` as a real process in this deployment's environment; its stdout.
         Fails the test (with both outputs) unless it exits 0."""
-        completed = subprocess.run(
-            [sys.executable, "-m", "mcpsec", *args],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=CLI_TIMEOUT,
-            env=self.env,
-            cwd=self.folder,
-            check=False,
-        )
-        assert completed.returncode == 0, (
-            f"mcpsec {' '.join(args)} exited {completed.returncode}\n"
-            f"stdout: {completed.stdout}\nstderr: {completed.stderr}"
-        )
-        return completed.stdout
+        return _succeeds(self.mcpsec, *args)
 
     def cli_json(self, *args: str) -> dict[str, Any]:
         document = json.loads(self.cli(*args, "--json"))
@@ -136,14 +122,6 @@ def deployment(
 
 
 def _deploy(folder: Path, backend: str, store: dict[str, str]) -> Deployment:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("MCPSEC_")}
-    base.update(
-        HOME=str(folder),
-        XDG_CONFIG_HOME=str(folder / "config"),
-        XDG_DATA_HOME=str(folder / "data"),
-        NO_COLOR="1",
-        **store,
-    )
     workspace = folder / "workspace"
     sandbox = workspace / "sandbox"
     sandbox.mkdir(parents=True)
@@ -152,12 +130,12 @@ def _deploy(folder: Path, backend: str, store: dict[str, str]) -> Deployment:
     for attempt in range(1, START_ATTEMPTS + 1):
         port = free_port()
         resource = f"http://127.0.0.1:{port}/mcp"
-        env = {**base, "MCPSEC_SERVER_RESOURCE": resource, "MCPSEC_JWT_AUDIENCE": resource}
+        mcpsec = Cli(folder, **store, MCPSEC_SERVER_RESOURCE=resource, MCPSEC_JWT_AUDIENCE=resource)
         if not configured:
-            _configure(folder, env)
+            _configure(mcpsec)
             configured = True
-        process = _spawn(port, sandbox, env, folder, log)
-        deployment = Deployment(backend, folder, env, port, workspace, sandbox, log, process)
+        process = _spawn(port, sandbox, mcpsec.environment(), folder, log)
+        deployment = Deployment(backend, folder, mcpsec, port, workspace, sandbox, log, process)
         problem = _wait_until_listening(deployment)
         if problem is None:
             # The store under test, not another: Redis leaves the default SQLite file unmade.
@@ -170,20 +148,18 @@ def _deploy(folder: Path, backend: str, store: dict[str, str]) -> Deployment:
     raise AssertionError("unreachable")
 
 
-def _configure(folder: Path, env: dict[str, str]) -> None:
-    """`mcpsec config init` (the JWT secret for `token mint`), then a tiny guest rate limit."""
-    completed = subprocess.run(
-        [sys.executable, "-m", "mcpsec", "config", "init", "--json"],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT,
-        env=env,
-        cwd=folder,
-        check=False,
+def _succeeds(mcpsec: Cli, *args: str) -> str:
+    ran = mcpsec.process(*args, timeout=CLI_TIMEOUT)
+    assert ran.exit_code == 0, (
+        f"mcpsec {' '.join(args)} exited {ran.exit_code}\n"
+        f"stdout: {ran.stdout}\nstderr: {ran.stderr}"
     )
-    assert completed.returncode == 0, f"config init: {completed.stdout}{completed.stderr}"
-    path = Path(json.loads(completed.stdout)["config_path"])
+    return ran.stdout
+
+
+def _configure(mcpsec: Cli) -> None:
+    """`mcpsec config init` (the JWT secret for `token mint`), then a tiny guest rate limit."""
+    path = Path(json.loads(_succeeds(mcpsec, "config", "init", "--json"))["config_path"])
     config = tomllib.loads(path.read_text(encoding="utf-8"))
     # [rate.roles.*] replaces the built-in limits entirely: keep the other roles' limits.
     config["rate"]["roles"]["guest"] = {

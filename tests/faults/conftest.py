@@ -1,6 +1,9 @@
 """Fault injection: real server processes that the tests kill, and what mcpsec does then.
 
 Fixtures:
+    durable_redis      a redis-server of the module's own, every write fsynced to its
+                       append-only file, so that tests can kill it and start it again
+    running            durable_redis, started again if an earlier test left it dead
     failover_topology  a Sentinel topology of the module's own, since its tests kill the
                        primary; before each test a dead node rejoins as the replica
     mcpsec_process     mcpsec_process(*args, input=None, env=None): the real `mcpsec`
@@ -12,11 +15,7 @@ Fixtures:
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -24,28 +23,41 @@ from uuid import uuid4
 import pytest
 from mcpsec.store import Store, open_store
 
+from tests.support.cli import Cli, Ran
 from tests.support.redis_servers import (
+    RedisServer,
     SentinelTopology,
     require_binaries,
+    start_redis_server,
     start_sentinel_topology,
 )
 
+DURABLE = ("--appendonly", "yes", "--appendfsync", "always")  # acknowledged = on disk
 
-@dataclass(frozen=True)
-class Ran:
-    exit_code: int
-    stdout: str
-    stderr: str
+
+@pytest.fixture(scope="module")
+def durable_redis(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RedisServer]:
+    """One per module: a server its tests kill must poison no other module's tests."""
+    require_binaries("redis-server")
+    folder = tmp_path_factory.mktemp(f"redis-{request.module.__name__.rpartition('.')[2]}")
+    with start_redis_server(folder, *DURABLE) as server:
+        yield server
+
+
+@pytest.fixture
+def running(durable_redis: RedisServer) -> RedisServer:
+    if not durable_redis.running:
+        durable_redis.restart()
+    return durable_redis
 
 
 @pytest.fixture(scope="module")
 def _module_topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelTopology]:
     require_binaries("redis-server")
-    topology = start_sentinel_topology(tmp_path_factory.mktemp("failover"))
-    try:
+    with start_sentinel_topology(tmp_path_factory.mktemp("failover")) as topology:
         yield topology
-    finally:
-        topology.stop()
 
 
 @pytest.fixture
@@ -81,24 +93,4 @@ def stores(prefix: str) -> Iterator[Callable[..., Store]]:
 
 @pytest.fixture
 def mcpsec_process(tmp_path: Path) -> Callable[..., Ran]:
-    """Run `python -m mcpsec` with every XDG folder in tmp_path and no MCPSEC_* from the host."""
-    home = {
-        "HOME": str(tmp_path),
-        "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
-        "XDG_DATA_HOME": str(tmp_path / "data"),
-        "NO_COLOR": "1",
-    }
-    base = {k: v for k, v in os.environ.items() if not k.startswith("MCPSEC_")} | home
-
-    def run(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Ran:
-        done = subprocess.run(  # noqa: PLW1510 - the exit code is the result
-            [sys.executable, "-m", "mcpsec", *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=base | (env or {}),
-        )
-        return Ran(done.returncode, done.stdout, done.stderr)
-
-    return run
+    return Cli(tmp_path).process

@@ -14,9 +14,6 @@ Recovery times are printed (`pytest -s`), never asserted: deadlines only stop a 
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -25,17 +22,17 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TypeVar
-from uuid import uuid4
 
 import pytest
 from mcpsec.core.api_keys import ApiKeys, AsyncApiKeys, CreatedKey, Reason, Verdict
 from mcpsec.core.errors import StoreError
 from mcpsec.core.key_records import Status
 from mcpsec.core.ratelimit import AsyncRateLimiter, Decision, Limit, RateLimiter, RatePolicy
-from mcpsec.store import open_store
+from mcpsec.store import Store
 from mcpsec.store.redis_store import RedisStore
 from redis.crc import key_slot
 
+from tests.support.cli import Cli, Ran, assert_store_failure
 from tests.support.cluster_topology import (
     NodeLine,
     begin_migration,
@@ -60,71 +57,32 @@ TIGHT = Limit.of(2, 0)  # two takes, then denied for good (no refill)
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Ran:
-    exit_code: int
-    stdout: str
-    stderr: str
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterProcs]:
     """This module's own cluster: its tests kill a primary, which must poison no other test."""
     require_binaries("redis-server", "redis-cli")
-    procs = start_redis_cluster(
-        tmp_path_factory.mktemp("cluster-faults"), replicas=1, node_timeout_ms=NODE_TIMEOUT_MS
-    )
-    try:
+    folder = tmp_path_factory.mktemp("cluster-faults")
+    with start_redis_cluster(folder, replicas=1, node_timeout_ms=NODE_TIMEOUT_MS) as procs:
         yield procs
-    finally:
-        procs.stop()
 
 
 @pytest.fixture
-def prefix() -> str:
-    return f"t{uuid4().hex[:8]}:"
-
-
-@pytest.fixture
-def stores(cluster: RedisClusterProcs, prefix: str) -> Iterator[Callable[[], RedisStore]]:
-    """Open cluster stores with the test's prefix; all closed after the test."""
-    opened: list[RedisStore] = []
+def stores(cluster: RedisClusterProcs, stores: Callable[..., Store]) -> Callable[[], RedisStore]:
+    """The conftest's `stores` (the test's prefix, all closed after it), on the cluster."""
 
     def open_one() -> RedisStore:
-        store = open_store(cluster.url, prefix=prefix, timeout=TIMEOUT)
+        store = stores(cluster.url, timeout=TIMEOUT)
         assert isinstance(store, RedisStore)
-        opened.append(store)
         return store
 
-    yield open_one
-    for store in opened:
-        store.close()
+    return open_one
 
 
 @pytest.fixture
 def cli(tmp_path: Path, cluster: RedisClusterProcs, prefix: str) -> Callable[..., Ran]:
     """The real `mcpsec` command on the cluster, in an empty home, as a runbook runs it."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MCPSEC_")} | {
-        "HOME": str(tmp_path),
-        "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
-        "XDG_DATA_HOME": str(tmp_path / "data"),
-        "NO_COLOR": "1",
-        "MCPSEC_STORE_PREFIX": prefix,
-        "MCPSEC_STORE_TIMEOUT": "1s",
-    }
-
-    def run(*args: str, input: str | None = None) -> Ran:
-        done = subprocess.run(  # noqa: PLW1510 - the exit code is the result
-            [sys.executable, "-m", "mcpsec", "--store", cluster.url, *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=env,
-        )
-        return Ran(done.returncode, done.stdout, done.stderr)
-
-    return run
+    mcpsec = Cli(tmp_path, MCPSEC_STORE_PREFIX=prefix, MCPSEC_STORE_TIMEOUT="1s")
+    return partial(mcpsec.process, "--store", cluster.url)
 
 
 # -- what a correct answer is ---------------------------------------------------------------
@@ -240,12 +198,6 @@ def identity_in(node: NodeLine, stem: str) -> str:
 def identity_at(slot: int, stem: str) -> str:
     """An identity whose buckets live in exactly this slot (about 16384 tries)."""
     return next(f"{stem}-{i}" for i in range(1_000_000) if slot_of(f"{stem}-{i}") == slot)
-
-
-def one_line(ran: Ran) -> str:
-    message = ran.stderr.strip()
-    assert "\n" not in message and "Traceback" not in message, message
-    return message
 
 
 # -- the killed primary ----------------------------------------------------------------------
@@ -371,7 +323,7 @@ def test_a_killed_primary_is_replaced_and_every_slot_answers_again(
         assert ledger.errors, "the dead primary was never noticed"
         assert during[0].exit_code in (1, 5), during[0]
         assert during[1].exit_code in (0, 5), during[1]
-        cli_lines = [one_line(ran) for ran in during if ran.exit_code == 5]
+        cli_lines = [assert_store_failure(ran) for ran in during if ran.exit_code == 5]
 
         # An idle store object, whose server-wide node (TIME: key show, create and revoke
         # ask it) is the dead primary: it answers at once, and its keyed calls follow.

@@ -14,11 +14,10 @@ put the limit exactly there, with a real server, by lowering `maxmemory` between
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
 
 import pytest
 import redis
@@ -26,10 +25,10 @@ from mcpsec.core.api_keys import ApiKeys
 from mcpsec.core.audit import AuditLog
 from mcpsec.core.errors import StoreError
 from mcpsec.core.key_records import OWNER_KIND
-from mcpsec.store import KEY_KIND, open_store
+from mcpsec.store import KEY_KIND, Store
 from mcpsec.store.redis_store import RedisStore
 
-from tests.faults.mcpsec_cli import Cli, assert_store_failure
+from tests.support.cli import AUDIT_KEY, Cli, assert_store_failure
 from tests.support.redis_servers import (
     RedisServer,
     command,
@@ -49,11 +48,8 @@ OVER = 500_000  # bytes the limit is set below the memory in use (a safe margin)
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     require_binaries("redis-server")
     folder = tmp_path_factory.mktemp("redis-oom")
-    started = start_redis_server(folder, "--maxmemory-policy", "noeviction")
-    try:
+    with start_redis_server(folder, "--maxmemory-policy", "noeviction") as started:
         yield started
-    finally:
-        started.stop()
 
 
 def used_memory(server: RedisServer) -> int:
@@ -78,7 +74,7 @@ def memory_full(server: RedisServer) -> Iterator[None]:
 def test_writes_fail_in_one_line_and_nothing_half_written_stays(
     server: RedisServer, tmp_path: Path
 ) -> None:
-    cli = Cli(tmp_path, server.url, MCPSEC_STORE_PREFIX="oom-cli:")
+    cli = Cli.on_store(tmp_path, server.url, MCPSEC_STORE_PREFIX="oom-cli:")
     valid = cli.document("keys", "create", "--name", "valid", "--owner", "team")
     token = cli.document("token", "mint", "--subject", "alice")["access_token"]
     with memory_full(server):
@@ -125,14 +121,14 @@ def fill_after(store: RedisStore, server: RedisServer, script: str, key_part: st
 
 
 @pytest.fixture
-def store(server: RedisServer) -> Iterator[RedisStore]:
-    opened = open_store(server.url, prefix=f"oom-{uuid4().hex[:8]}:")  # a test's own
+def store(server: RedisServer, stores: Callable[..., Store]) -> Iterator[RedisStore]:
+    """A store under the test's own prefix; the memory limit lifted again after the test."""
+    opened = stores(server.url)
     assert isinstance(opened, RedisStore)
     try:
         yield opened
     finally:
         command(server.port, "CONFIG", "SET", "maxmemory", "0")
-        opened.close()
 
 
 def records(server: RedisServer, store: RedisStore, kind: str) -> list[str]:
@@ -175,7 +171,7 @@ def test_a_revocation_that_runs_out_of_memory_either_holds_or_fails(
 ) -> None:
     """Memory gone after the audit event (the revocation refused: the command fails, the
     key stays valid) or after the revocation itself (it holds, and the command says so)."""
-    audit = AuditLog(store, b"fault-tests-audit-key-" + b"a" * 32)
+    audit = AuditLog(store, AUDIT_KEY.encode())
     keys = ApiKeys(store, audit=audit)
     key = keys.create("bot")
     fill_after(store, server, script, ":_log:{" if script == "log_append_after" else ":key:{")

@@ -21,13 +21,8 @@ from mcpsec.core.errors import StoreUnavailableError
 from mcpsec.core.ratelimit import AsyncRateLimiter, RateLimiter
 from mcpsec.store import open_store
 
-from tests.faults.mcpsec_cli import Cli, assert_store_failure
-from tests.support.redis_servers import (
-    RedisServer,
-    command,
-    require_binaries,
-    start_redis_server,
-)
+from tests.support.cli import Cli, assert_store_failure
+from tests.support.redis_servers import RedisServer, command
 
 pytestmark = pytest.mark.redis_server
 
@@ -36,17 +31,6 @@ CLI_TIMEOUT = "500ms"  # MCPSEC_STORE_TIMEOUT for the commands
 CLI_BOUND = 0.5 + 3.0  # the timeout, plus a generous allowance for Python's start-up
 LIBRARY_TIMEOUT = 1.0  # a second attempt would take at least twice this
 NO_ANSWER = "did not answer in time"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    require_binaries("redis-server")
-    folder = tmp_path_factory.mktemp("redis-pause")
-    started = start_redis_server(folder, "--appendonly", "yes", "--appendfsync", "always")
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 @contextmanager
@@ -62,9 +46,11 @@ def paused(server: RedisServer) -> Iterator[None]:
 
 
 def test_every_command_gives_up_within_the_configured_timeout_with_exit_5(
-    server: RedisServer, tmp_path: Path
+    durable_redis: RedisServer, tmp_path: Path
 ) -> None:
-    cli = Cli(tmp_path, server.url, timeout=CLI_TIMEOUT, MCPSEC_STORE_PREFIX="pause-cli:")
+    cli = Cli.on_store(
+        tmp_path, durable_redis.url, timeout=CLI_TIMEOUT, MCPSEC_STORE_PREFIX="pause-cli:"
+    )
     key = cli.document("keys", "create", "--name", "ci")["api_key"]
     token = cli.document("token", "mint", "--subject", "alice")["access_token"]
     commands: list[tuple[tuple[str, ...], str | None]] = [
@@ -74,7 +60,7 @@ def test_every_command_gives_up_within_the_configured_timeout_with_exit_5(
         (("rate", "show", "alice"), None),
         (("audit", "tail"), None),
     ]
-    with paused(server):
+    with paused(durable_redis):
         for args, secret in commands:
             ran = cli.process(*args, input=secret)
             line = assert_store_failure(ran, NO_ANSWER)
@@ -103,9 +89,9 @@ def assert_gave_up_once(result: Any, seconds: float, what: str) -> None:
 
 
 def test_the_library_gives_up_once_sync_and_async_and_the_same_objects_recover(
-    server: RedisServer,
+    durable_redis: RedisServer,
 ) -> None:
-    store = open_store(server.url, prefix="pause-lib:", timeout=LIBRARY_TIMEOUT)
+    store = open_store(durable_redis.url, prefix="pause-lib:", timeout=LIBRARY_TIMEOUT)
     keys = ApiKeys(store)
     async_keys = AsyncApiKeys(keys)
     limiter = AsyncRateLimiter(RateLimiter(store))
@@ -126,7 +112,7 @@ def test_the_library_gives_up_once_sync_and_async_and_the_same_objects_recover(
         return in_loop(lambda: async_keys.verify(key.api_key))
 
     try:
-        with paused(server):
+        with paused(durable_redis):
             assert_gave_up_once(*one_attempt(lambda: keys.verify(key.api_key)), "verify")
             assert_gave_up_once(*one_attempt(lambda: keys.create("late")), "create")
             assert_gave_up_once(*one_attempt(verify_async), "async verify")

@@ -20,7 +20,7 @@ from mcpsec.core.audit import AuditLog
 from mcpsec.core.errors import StoreReadOnlyError
 from mcpsec.store import open_store
 
-from tests.faults.mcpsec_cli import Cli, assert_store_failure
+from tests.support.cli import Cli, assert_store_failure
 from tests.support.redis_servers import (
     RedisServer,
     command,
@@ -48,20 +48,14 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     require_binaries("redis-server")
     folder = tmp_path_factory.mktemp("redis-replica")
     # Diskless sync waits 5 s by default for more replicas to come along: one will do.
-    primary = start_redis_server(folder / "primary", "--repl-diskless-sync-delay", "0")
-    try:
-        replica = start_redis_server(
+    with (
+        start_redis_server(folder / "primary", "--repl-diskless-sync-delay", "0") as primary,
+        start_redis_server(
             folder / "replica", "--replicaof", "127.0.0.1", str(primary.port)
-        )
-    except BaseException:
-        primary.stop()
-        raise
-    try:
+        ) as replica,
+    ):
         wait_for_link(replica)
         yield Pair(primary, replica)
-    finally:
-        replica.stop()
-        primary.stop()
 
 
 def wait_for_link(replica: RedisServer) -> None:
@@ -88,7 +82,7 @@ class Scene:
 def scene(pair: Pair, tmp_path_factory: pytest.TempPathFactory) -> Scene:
     """State written on the primary (a key of an owner, a revoked key, a token, a bucket),
     replicated; the Cli points at the replica unless told otherwise."""
-    cli = Cli(tmp_path_factory.mktemp("replica-cli"), pair.primary.url)
+    cli = Cli.on_store(tmp_path_factory.mktemp("replica-cli"), pair.primary.url)
     valid = cli.document("keys", "create", "--name", "valid", "--owner", "team")
     revoked = cli.document("keys", "create", "--name", "revoked")
     assert cli("keys", "revoke", revoked["key_id"]).exit_code == 0
@@ -119,11 +113,11 @@ def test_a_write_fails_saying_the_store_is_a_read_only_replica(
     line = assert_store_failure(ran, READ_ONLY, TO_PRIMARY, pair.replica.url)
     print(f"\n{' '.join(args)}: exit {ran.exit_code}: {line}")
     # Nothing changed: the primary still holds the key and the token valid.
-    primary = pair.primary.url
+    primary = {"MCPSEC_STORE_URL": pair.primary.url}
     assert (
-        scene.cli("keys", "verify", "-", input=scene.valid["api_key"], store=primary).exit_code == 0
+        scene.cli("keys", "verify", "-", input=scene.valid["api_key"], env=primary).exit_code == 0
     )
-    assert scene.cli("token", "verify", "-", input=scene.token, store=primary).exit_code == 0
+    assert scene.cli("token", "verify", "-", input=scene.token, env=primary).exit_code == 0
 
 
 def test_reads_still_work(scene: Scene) -> None:

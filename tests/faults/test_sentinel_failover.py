@@ -24,7 +24,7 @@ from mcpsec.store import Store
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.sentinel import Sentinel
 
-from tests.faults.conftest import Ran
+from tests.support.cli import Ran
 from tests.support.redis_servers import SentinelTopology
 
 pytestmark = [pytest.mark.redis_server, pytest.mark.slow]

@@ -32,7 +32,8 @@ from mcpsec.server.guard import Guard, Principal
 from mcpsec.store import open_store
 
 from tests.e2e.conftest import Deployment, _deploy
-from tests.support.redis_servers import RedisServer, require_binaries, start_redis_server
+from tests.support.cli import AUDIT_KEY, private_env
+from tests.support.redis_servers import RedisServer
 
 pytestmark = pytest.mark.redis_server
 
@@ -51,30 +52,11 @@ INITIALIZE = {
 
 
 @pytest.fixture(scope="module")
-def redis_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """This module's own Redis, durable across the kills (every write fsynced)."""
-    require_binaries("redis-server")
-    folder = tmp_path_factory.mktemp("redis-server-down")
-    started = start_redis_server(folder, "--appendonly", "yes", "--appendfsync", "always")
-    try:
-        yield started
-    finally:
-        started.stop()
-
-
-@pytest.fixture
-def running(redis_store: RedisServer) -> RedisServer:
-    if not redis_store.running:
-        redis_store.restart()
-    return redis_store
-
-
-@pytest.fixture(scope="module")
 def deployment(
-    redis_store: RedisServer, tmp_path_factory: pytest.TempPathFactory
+    durable_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Deployment]:
     store = {
-        "MCPSEC_STORE_URL": redis_store.url,
+        "MCPSEC_STORE_URL": durable_redis.url,
         "MCPSEC_STORE_PREFIX": "server-down:",
         "MCPSEC_STORE_TIMEOUT": TIMEOUT,
     }
@@ -173,12 +155,8 @@ def test_the_rate_limit_follows_its_policy_with_the_store_down_and_says_which(
     running: RedisServer, tmp_path: Path, caplog: pytest.LogCaptureFixture, fail_open: bool
 ) -> None:
     settings = load_settings(
-        {
-            "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
-            "XDG_DATA_HOME": str(tmp_path / "data"),
-            "MCPSEC_AUDIT_KEY": "fault-tests-audit-key-" + "a" * 32,
-            "MCPSEC_RATE_FAIL_OPEN": str(fail_open).lower(),
-        }
+        private_env(tmp_path)
+        | {"MCPSEC_AUDIT_KEY": AUDIT_KEY, "MCPSEC_RATE_FAIL_OPEN": str(fail_open).lower()}
     )
     store = open_store(running.url, prefix="server-rate:", timeout=0.5)
     guard = Guard.from_settings(settings, store)

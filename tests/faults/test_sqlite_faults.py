@@ -19,12 +19,10 @@ generous bound.
 from __future__ import annotations
 
 import json
-import os
 import random
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +32,7 @@ from mcpsec.core.api_keys import ApiKeys
 from mcpsec.core.errors import StoreError
 from mcpsec.store import open_store
 
-from tests.support.cli import run_cli
+from tests.support.cli import Cli, Ran, assert_store_failure, run_cli
 
 TIMEOUT = "500ms"  # the busy timeout: MCPSEC_STORE_TIMEOUT
 BOUND = 15.0  # seconds: generous, only there to catch a command that waits for the lock
@@ -54,39 +52,10 @@ db.close()
 """
 
 
-@dataclass(frozen=True)
-class Ran:
-    exit_code: int
-    stdout: str
-    stderr: str
-    seconds: float
-
-
 @pytest.fixture
 def mcpsec(tmp_path: Path) -> Callable[..., Ran]:
-    """The real `mcpsec` command in an empty home, no MCPSEC_* from the host but a 500 ms
-    store timeout."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("MCPSEC_")} | {
-        "HOME": str(tmp_path),
-        "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
-        "XDG_DATA_HOME": str(tmp_path / "data"),
-        "NO_COLOR": "1",
-        "MCPSEC_STORE_TIMEOUT": TIMEOUT,
-    }
-
-    def run(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Ran:
-        started = time.monotonic()
-        done = subprocess.run(  # noqa: PLW1510 - the exit code is the result
-            [sys.executable, "-m", "mcpsec", *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=base | (env or {}),
-        )
-        return Ran(done.returncode, done.stdout, done.stderr, time.monotonic() - started)
-
-    return run
+    """The real `mcpsec` command in an empty home, with a 500 ms store timeout."""
+    return Cli(tmp_path, MCPSEC_STORE_TIMEOUT=TIMEOUT).process
 
 
 @dataclass
@@ -114,15 +83,6 @@ def snapshot(path: Path) -> dict[str, list[tuple[object, ...]]]:
     with sqlite3.connect(path) as db:
         tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         return {t: sorted(db.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in tables}
-
-
-def one_line(ran: Ran, path: Path) -> str:
-    """The error: one line on stderr, naming the file, with no traceback."""
-    message = ran.stderr.strip()
-    assert "\n" not in message and "Traceback" not in message, message
-    assert message.startswith("mcpsec: error: "), message
-    assert str(path) in message, message
-    return message
 
 
 # -- (a) a lock held by another process -----------------------------------------------------
@@ -199,10 +159,8 @@ def test_writes_under_a_held_lock_exit_5_in_time_and_leave_nothing_half_written(
     holder.release()
 
     for name, ran in locked.items():
-        assert ran.exit_code == 5, (name, ran)
-        message = one_line(ran, store.path)
-        assert "locked" in message and "store.timeout" in message, message  # what, what to do
-        assert ran.stdout == "", (name, ran.stdout)  # no key printed that was never stored
+        # What, and what to do; on stdout no key that was never stored.
+        assert_store_failure(ran, str(store.path), "locked", "store.timeout")
         assert ran.seconds < BOUND, (name, ran.seconds)
     for name, ran in read.items():  # WAL: readers do not wait for the writer
         assert ran.exit_code == 0, (name, ran)
@@ -236,8 +194,7 @@ def test_an_exclusive_lock_stops_reads_too_with_exit_5(
     lock_holder(store.path, "exclusive")
     for args in (("keys", "list"), ("audit", "tail"), ("keys", "show", store.key_id)):
         ran = mcpsec("--store", store.url, *args)
-        assert ran.exit_code == 5, (args, ran)
-        assert "locked" in one_line(ran, store.path)
+        assert_store_failure(ran, str(store.path), "locked")
         assert ran.seconds < BOUND
     doctor = mcpsec("--store", store.url, "doctor")
     assert doctor.exit_code == 5, doctor
@@ -329,10 +286,8 @@ def test_a_damaged_file_exits_5_naming_it_and_is_never_written(
         outcomes[name] = ran.exit_code
         if ran.exit_code == 0:  # a page it never read: a right answer is right
             continue
-        assert ran.exit_code == 5, (name, ran)
-        message = one_line(Ran(ran.exit_code, ran.stdout, ran.stderr, 0.0), path)
-        assert "damaged or is not an SQLite database" in message, message
-        assert "backup" in message, message  # what to do
+        # What, and what to do.
+        assert_store_failure(ran, str(path), "damaged or is not an SQLite database", "backup")
     doctor = run_cli(tmp_path, "--store", url, "doctor")
     assert doctor.exit_code == 5, doctor
     failed = [line for line in doctor.stdout.splitlines() if line.startswith("fail")]
@@ -353,9 +308,7 @@ def test_the_real_command_on_a_damaged_file_prints_one_line(
     path = tmp_path / "mcpsec.db"
     path.write_bytes(DAMAGE[damage](healthy[0]))
     ran = mcpsec("--store", f"sqlite:///{path}", "keys", "list")
-    assert ran.exit_code == 5, ran
-    assert "damaged" in one_line(ran, path)
-    assert ran.stdout == ""
+    assert_store_failure(ran, str(path), "damaged")
 
 
 @pytest.mark.parametrize("damage", ["random bytes", "header only", "garbage pages"])

@@ -26,6 +26,7 @@ import pytest
 from mcpsec.core.audit import AuditLog, Outcome
 from mcpsec.store import Store, open_store
 
+from tests.support.cli import Cli
 from tests.support.processes import run_in_processes
 
 PROCESSES = 4
@@ -127,28 +128,20 @@ class Lines:
         self._thread.join(timeout=10)
 
 
-def cli_env(target: Target, home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MCPSEC_")}
-    env |= {
-        "HOME": str(home),
-        "XDG_CONFIG_HOME": str(home / "cfg"),
-        "XDG_DATA_HOME": str(home / "data"),
-        "NO_COLOR": "1",
-        "MCPSEC_STORE_URL": target.url,
-        "MCPSEC_STORE_PREFIX": target.prefix,
-        "MCPSEC_AUDIT_KEY": target.key,
-    }
-    return env
-
-
 @pytest.fixture
 def follower(target: Target, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    mcpsec = Cli(
+        tmp_path / "home",
+        MCPSEC_STORE_URL=target.url,
+        MCPSEC_STORE_PREFIX=target.prefix,
+        MCPSEC_AUDIT_KEY=target.key,
+    )
     process = subprocess.Popen(
         [sys.executable, "-m", "mcpsec", "audit", "tail", "-f", "--json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=cli_env(target, tmp_path / "home"),
+        env=mcpsec.environment(),
     )
     try:
         yield process

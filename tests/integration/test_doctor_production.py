@@ -26,24 +26,17 @@ pytestmark = pytest.mark.redis_server
 @pytest.fixture(scope="module")
 def primary(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     require_binaries("redis-server", "redis-cli")
-    server = start_redis_server(tmp_path_factory.mktemp("primary"))
-    try:
+    with start_redis_server(tmp_path_factory.mktemp("primary")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
 def replica(
     tmp_path_factory: pytest.TempPathFactory, primary: RedisServer
 ) -> Iterator[RedisServer]:
-    server = start_redis_server(
-        tmp_path_factory.mktemp("replica"), "--replicaof", "127.0.0.1", str(primary.port)
-    )
-    try:
+    folder = tmp_path_factory.mktemp("replica")
+    with start_redis_server(folder, "--replicaof", "127.0.0.1", str(primary.port)) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def doctor(home: Path, url: str) -> tuple[Ran, dict[str, Any]]:

@@ -14,7 +14,7 @@ import redis
 from mcpsec.core.config import load_settings
 from mcpsec.core.store_connection import redis_options
 
-from tests.support.cli import Ran, run_cli
+from tests.support.cli import Ran, assert_error_line, assert_store_failure, run_cli
 from tests.support.redis_servers import RedisServer, command, require_binaries, start_redis_server
 
 pytestmark = pytest.mark.redis_server
@@ -32,13 +32,10 @@ USERS = {
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     require_binaries("redis-server", "redis-cli")
-    started = start_redis_server(tmp_path_factory.mktemp("acl"))
-    try:
+    with start_redis_server(tmp_path_factory.mktemp("acl")) as started:
         for user, rules in USERS.items():
             command(started.port, "ACL", "SETUSER", user, "reset", "on", f">{PASSWORD}", *rules)
         yield started
-    finally:
-        started.stop()
 
 
 def url_of(server: RedisServer, user: str | None = "mcp", password: str | None = None) -> str:
@@ -98,9 +95,7 @@ def test_a_password_file_others_can_read_is_refused(tmp_path, server):
     loose = private_file(tmp_path, PASSWORD, mode=0o644)
     env = {"MCPSEC_STORE_PASSWORD_FILE": str(loose)}
     ran = run_cli(tmp_path, "--store", url_of(server), "keys", "list", env=env)
-    assert ran.exit_code == 4, ran.output
-    assert len(ran.stderr.strip().splitlines()) == 1
-    assert "readable by others" in ran.stderr and str(loose) in ran.stderr
+    assert_error_line(ran, 4, "readable by others", str(loose))
     assert_no_password(ran)
 
 
@@ -118,10 +113,7 @@ def test_a_wrong_password_is_one_line_exit_5_without_the_password(tmp_path, serv
     else:
         url = url_of(server, password=WRONG)
     ran = run_cli(tmp_path, "--store", url, *args, env=env)
-    assert ran.exit_code == 5, ran.output
-    lines = ran.stderr.strip().splitlines()
-    assert len(lines) == 1, ran.stderr
-    assert "(authentication failed): invalid username-password pair" in lines[0]
+    assert_store_failure(ran, "(authentication failed): invalid username-password pair")
     assert_no_password(ran)
 
 

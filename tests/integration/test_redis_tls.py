@@ -24,7 +24,7 @@ from mcpsec.store.redis_options import apply_options
 from mcpsec.store.url import parse_store_url
 from redis.exceptions import RedisClusterException
 
-from tests.support.cli import Ran, run_cli
+from tests.support.cli import Ran, assert_error_line, run_cli
 from tests.support.redis_servers import (
     RedisServer,
     ci_is_set,
@@ -104,10 +104,8 @@ def elsewhere(folder: Path) -> Pki:
 
 def _server(folder: Path, pki: Pki, clients: str = "optional") -> Iterator[TlsServer]:
     tls = start_tls_server(folder, pki, clients=clients)
-    try:
+    with tls.server:
         yield tls
-    finally:
-        tls.server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -144,17 +142,6 @@ def keys_list(home: Path, url: str, env: dict[str, str]) -> Ran:
     return run_cli(home, "--store", url, "keys", "list", "--json", env=env)
 
 
-def assert_one_line(ran: Ran, code: int, *words: str) -> str:
-    """The failure is exactly one line on stderr, with the exit code and the words given."""
-    assert ran.exit_code == code, ran.output
-    lines = ran.stderr.strip().splitlines()
-    assert len(lines) == 1, ran.stderr
-    assert "Traceback" not in ran.output
-    for word in words:
-        assert word in lines[0], lines[0]
-    return lines[0]
-
-
 def test_rediss_with_the_ca_connects(tmp_path, tls_server, pki):
     ran = keys_list(tmp_path, tls_server.url, tls_env(pki.ca))
     assert ran.exit_code == 0, ran.output
@@ -177,7 +164,9 @@ def test_the_ca_from_the_config_file_relative_to_it(tmp_path, tls_server, pki):
 @pytest.mark.parametrize("ca", ["stranger", "system"])
 def test_an_unknown_ca_is_one_line_with_exit_5(tmp_path, tls_server, stranger, ca):
     env = tls_env(stranger.ca if ca == "stranger" else None)
-    line = assert_one_line(keys_list(tmp_path, tls_server.url, env), 5, "certificate verify failed")
+    line = assert_error_line(
+        keys_list(tmp_path, tls_server.url, env), 5, "certificate verify failed"
+    )
     assert tls_server.url in line and "tls_ca_file" in line
 
 
@@ -186,19 +175,19 @@ def test_a_hostname_mismatch_is_one_line_and_passes_without_the_check(
 ):
     env = tls_env(elsewhere.ca)
     ran = keys_list(tmp_path, mismatch_server.url, env)
-    assert_one_line(ran, 5, "certificate verify failed", "mismatch", "tls_check_hostname")
+    assert_error_line(ran, 5, "certificate verify failed", "mismatch", "tls_check_hostname")
     ran = keys_list(tmp_path, mismatch_server.url, env | {"MCPSEC_STORE_TLS_CHECK_HOSTNAME": "no"})
     assert ran.exit_code == 0, ran.output
 
 
 def test_an_expired_certificate_is_one_line(tmp_path, expired_server):
     ca = expired_server.server.folder.parent / "expired-pki" / "ca.pem"
-    assert_one_line(keys_list(tmp_path, expired_server.url, tls_env(ca)), 5, "expired")
+    assert_error_line(keys_list(tmp_path, expired_server.url, tls_env(ca)), 5, "expired")
 
 
 def test_mutual_tls_needs_the_client_certificate(tmp_path, mtls_server, pki):
     ran = keys_list(tmp_path, mtls_server.url, tls_env(pki.ca))
-    assert_one_line(ran, 5, "client certificate", "tls_cert_file")
+    assert_error_line(ran, 5, "client certificate", "tls_cert_file")
     ran = keys_list(tmp_path, mtls_server.url, tls_env(pki.ca, pki.client_cert, pki.client_key))
     assert ran.exit_code == 0, ran.output
 
@@ -207,23 +196,23 @@ def test_a_client_certificate_from_another_ca_is_refused_in_one_line(
     tmp_path, mtls_server, pki, stranger
 ):
     env = tls_env(pki.ca, stranger.client_cert, stranger.client_key)
-    assert_one_line(keys_list(tmp_path, mtls_server.url, env), 5, "failed TLS")
+    assert_error_line(keys_list(tmp_path, mtls_server.url, env), 5, "failed TLS")
 
 
 def test_rediss_to_a_port_without_tls_is_one_line(tmp_path, tls_server, pki):
     url = f"rediss://127.0.0.1:{tls_server.server.port}/0"
     env = tls_env(pki.ca) | {"MCPSEC_STORE_TIMEOUT": "500ms"}
-    assert_one_line(keys_list(tmp_path, url, env), 5, "TLS")
+    assert_error_line(keys_list(tmp_path, url, env), 5, "TLS")
 
 
 def test_a_plain_url_to_the_tls_port_hints_at_rediss(tmp_path, tls_server):
     url = f"redis://127.0.0.1:{tls_server.tls_port}/0"
-    assert_one_line(keys_list(tmp_path, url, {}), 5, "write rediss://")
+    assert_error_line(keys_list(tmp_path, url, {}), 5, "write rediss://")
 
 
 def test_a_missing_tls_file_is_exit_4_naming_it(tmp_path, tls_server):
     missing = tmp_path / "nowhere" / "ca.pem"
-    line = assert_one_line(keys_list(tmp_path, tls_server.url, tls_env(missing)), 4)
+    line = assert_error_line(keys_list(tmp_path, tls_server.url, tls_env(missing)), 4)
     assert str(missing) in line and "store.tls_ca_file" in line
 
 
@@ -232,18 +221,18 @@ def test_a_client_key_others_can_read_is_refused(tmp_path, mtls_server, pki):
     shutil.copy(pki.client_key, loose)
     loose.chmod(0o644)
     ran = keys_list(tmp_path, mtls_server.url, tls_env(pki.ca, pki.client_cert, loose))
-    line = assert_one_line(ran, 4, "readable by others", str(loose))
+    line = assert_error_line(ran, 4, "readable by others", str(loose))
     assert "chmod 600" in line
 
 
 def test_a_key_that_is_not_the_certificates_is_exit_4(tmp_path, mtls_server, pki, stranger):
     env = tls_env(pki.ca, pki.client_cert, stranger.client_key)
-    assert_one_line(keys_list(tmp_path, mtls_server.url, env), 4, "does not load")
+    assert_error_line(keys_list(tmp_path, mtls_server.url, env), 4, "does not load")
 
 
 def test_tls_files_with_a_plain_url_are_refused(tmp_path, tls_server, pki):
     url = f"redis://127.0.0.1:{tls_server.server.port}/0"
-    assert_one_line(keys_list(tmp_path, url, tls_env(pki.ca)), 4, "does not use TLS")
+    assert_error_line(keys_list(tmp_path, url, tls_env(pki.ca)), 4, "does not use TLS")
 
 
 def test_doctor_over_mutual_tls(tmp_path, mtls_server, pki):

@@ -10,7 +10,6 @@ from mcpsec.core.errors import StoreUnavailableError
 from mcpsec.store import open_store
 
 from tests.support.redis_servers import (
-    RedisServer,
     command,
     require_binaries,
     start_redis_server,
@@ -29,19 +28,14 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     primary that wants DATA_PASSWORD (both set once started, as PING checks readiness)."""
     require_binaries("redis-server")
     folder = tmp_path_factory.mktemp("sentinel-auth")
-    started: list[RedisServer] = []
-    try:
-        primary = start_redis_server(folder / "primary")
-        started.append(primary)
-        sentinel = start_sentinel(folder / "sentinel", "guarded", primary.port)
-        started.append(sentinel)
+    with (
+        start_redis_server(folder / "primary") as primary,
+        start_sentinel(folder / "sentinel", "guarded", primary.port) as sentinel,
+    ):
         command(sentinel.port, "SENTINEL", "SET", "guarded", "auth-pass", DATA_PASSWORD)
         command(primary.port, "CONFIG", "SET", "requirepass", DATA_PASSWORD)
         command(sentinel.port, "ACL", "SETUSER", "default", "resetpass", f">{SENTINEL_PASSWORD}")
         yield f"127.0.0.1:{sentinel.port}/guarded"
-    finally:
-        for server in started:
-            server.stop()
 
 
 def test_each_side_gets_its_own_password(guarded: str) -> None:

@@ -3,6 +3,7 @@ primary with a replica and three sentinels.
 
     require_binaries("redis-server", "redis-cli")       # skip (or fail on CI) when missing
     server = start_redis_server(tmp_path)               # free port, temp folder, no persistence
+    with start_redis_server(tmp_path) as server: ...    # stopped however the block ends
     server.url                                          # redis://127.0.0.1:PORT/0
     server.kill(); server.restart()                     # faults: SIGKILL, then the same port again
     cluster = start_redis_cluster(tmp_path)             # redis+cluster://127.0.0.1:p1,...
@@ -11,8 +12,8 @@ primary with a replica and three sentinels.
     topology = start_sentinel_topology(tmp_path)       # redis+sentinel://127.0.0.1:s1,.../svc
     topology.primary.kill(); topology.wait_for_new_primary(old_port)   # a failover
 
-Every process started here is stopped by its owner (fixtures call `stop()`), and, as a safety
-net, killed when the interpreter exits.
+Every process started here is stopped by its owner (`stop()`, or the end of its `with` block),
+and, as a safety net, killed when the interpreter exits.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Self
 
 import pytest
 import redis
@@ -155,8 +157,22 @@ def log_tail(path: Path, lines: int = 30) -> str:
     return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
 
 
+class _Stoppable:
+    """`with start_…(…) as started:` stops what was started however the block ends, so that a
+    fixture holding a server is three lines: require the binaries, `with`, `yield`."""
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 @dataclass
-class RedisServer:
+class RedisServer(_Stoppable):
     """One `redis-server` process; `restart()` brings it back on the same port and folder."""
 
     port: int
@@ -266,7 +282,7 @@ def start_redis_server(
 
 
 @dataclass
-class RedisClusterProcs:
+class RedisClusterProcs(_Stoppable):
     """A local Redis Cluster (masters, and the replicas asked for), each node in its own
     subfolder; `nodes` lists them as started, which says nothing of their roles now."""
 
@@ -389,7 +405,7 @@ sentinel parallel-syncs {service} 1
 
 
 @dataclass
-class SentinelTopology:
+class SentinelTopology(_Stoppable):
     """A primary, a replica and three sentinels (quorum 2) on loopback.
 
     `primary` and `replica` name the roles the nodes hold now: `wait_for_new_primary` swaps
@@ -471,6 +487,10 @@ class SentinelTopology:
                 problems.append(f"sentinel {sentinel.port}: {e}")
         if _replication(self.replica.port).get("master_link_status") != "up":
             problems.append(f"replica {self.replica.port}: link to the primary not up")
+        elif not _acknowledges(self.primary.port):
+            # Link up is not yet "acknowledging writes": a test that WAITs for one replica
+            # right after a rejoin would otherwise see 0 of 1 on a busy machine.
+            problems.append(f"replica {self.replica.port}: does not acknowledge writes yet")
         return problems
 
     def _sentinel_problems(self, port: int) -> list[str]:
@@ -521,6 +541,16 @@ def _replication(port: int) -> dict[str, str]:
         return _cluster_fields(command(port, "INFO", "replication"))
     except (OSError, RuntimeError):
         return {}
+
+
+def _acknowledges(primary: int) -> bool:
+    """Whether a write on the primary is acknowledged by its replica within half a second."""
+    try:
+        with _client(primary) as client:
+            client.incr("_topology:probe")
+            return int(client.execute_command("WAIT", 1, 500)) >= 1
+    except redis.RedisError:
+        return False
 
 
 def _role(port: int) -> str | None:
