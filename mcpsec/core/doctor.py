@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from mcpsec.core.config import Settings, load_settings
+from mcpsec.core.config import Settings, StoreSettings, load_settings
 from mcpsec.core.errors import ConfigError, MCPSecError
 from mcpsec.core.secret_files import check_strength
 from mcpsec.core.token_keys import find_jwt_secret
@@ -169,9 +169,7 @@ def _store_checks(settings: Settings, opener: StoreOpener, now: Callable[[], flo
         )
     else:
         clock = _clock_check(now(), None if shared_clock else store_now)
-    checks = _store_warnings(info, settings.store.prefix)
-    replicas = _replicas_check(info.details, settings.store.wait_replicas)
-    return [_store_ok(info), *checks, *([replicas] if replicas else []), clock]
+    return [_store_ok(info), *_store_warnings(info, settings.store), clock]
 
 
 def _store_clock(store: Store) -> float | MCPSecError:
@@ -186,7 +184,7 @@ def _store_ok(info: StoreInfo) -> Check:
     return Check("store", Status.OK, f"{info.backend} {info.version} at {info.url}", Area.STORE)
 
 
-def _store_warnings(info: StoreInfo, prefix: str) -> list[Check]:
+def _store_warnings(info: StoreInfo, store: StoreSettings) -> list[Check]:
     """Each rule judges the facts the store reported; a rule without its facts says nothing."""
     facts = info.details
     checks = [
@@ -196,7 +194,8 @@ def _store_warnings(info: StoreInfo, prefix: str) -> list[Check]:
         _replica_check(facts),
         _persistence_check(facts),
         _cluster_check(facts),
-        _acl_check(facts, prefix),
+        _acl_check(facts, store.prefix),
+        _replicas_check(facts, store.wait_replicas),
     ]
     return [check for check in checks if check is not None]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlsplit
 
 from mcpsec.core.errors import ConfigError
 
@@ -32,8 +32,10 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # A list of hosts as a URL's authority holds them: name or [IPv6], an optional port.
 _HOST = r"(?:\[[0-9A-Fa-f:.]*\]|[\w.%-]*)(?::\d*)?"
 _HOSTS = re.compile(f"{_HOST}(?:,{_HOST})*")
+REDIS_FORM = "redis://[user:password@]host:6379/0"
+CLUSTER_FORM = "redis+cluster://[user:password@]host:7000,host:7001"
 SENTINEL_FORM = "redis+sentinel://[user:password@]host:26379,host:26380/service[?db=N]"
-_SENTINEL_PARAMS = ("db", "sentinel_username", "sentinel_password")
+_SENTINEL_PARAMS = frozenset({"db", "sentinel_username", "sentinel_password"})
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,7 @@ def parse_store_url(url: str) -> StoreUrl:
     if scheme == "sqlite":
         return _sqlite(url)
     if scheme in {"redis", "rediss", "unix"}:
-        _check_params(url, _REDIS_PARAMS)
+        _params(url, _REDIS_PARAMS, REDIS_FORM)
         return StoreUrl("redis", url, tls=scheme == "rediss")
     if scheme in {"redis+cluster", "rediss+cluster"}:
         return _cluster(url, tls=scheme == "rediss+cluster")
@@ -125,36 +127,63 @@ def _sqlite(url: str) -> StoreUrl:
     return StoreUrl("sqlite", url, path=path)
 
 
-def _check_params(url: str, known: frozenset[str]) -> None:
-    """Refuse a query parameter mcpsec does not pass on (see `_REDIS_PARAMS`)."""
+def _params(url: str, known: frozenset[str], form: str) -> dict[str, str]:
+    """The query's parameters, each one mcpsec passes on (see `_REDIS_PARAMS`) and given
+    once: a typo or a second value must not pass unseen."""
+    pairs = parse_qsl(_split(url, form).query, keep_blank_values=True)
+    hint = f"write it as {form}; parameters: {', '.join(sorted(known)) or 'none'} (timeouts "
+    hint += "and TLS are set with store.timeout and store.tls_*)"
+    for name, _ in pairs:
+        if name not in known:
+            shown = repr(name) if _NAME.fullmatch(name) else "one"
+            raise ConfigError(
+                f"store URL {redact_url(url)} has a parameter mcpsec does not use: {shown}",
+                hint=hint,
+            )
+    params = dict(pairs)
+    if len(params) < len(pairs):
+        raise ConfigError(f"store URL {redact_url(url)} gives a parameter twice", hint=hint)
+    return params
+
+
+def _split(url: str, form: str) -> SplitResult:
     try:
-        names = [name for name, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True)]
+        return urlsplit(url)
     except ValueError:  # an unbalanced [ in an IPv6 address
-        raise ConfigError(f"store URL {redact_url(url)} cannot be parsed") from None
-    unknown = [name for name in names if name not in known]
-    if unknown:
-        shown = repr(unknown[0]) if _NAME.fullmatch(unknown[0]) else "one"
         raise ConfigError(
-            f"store URL {redact_url(url)} has a parameter mcpsec does not use: {shown}",
-            hint=f"parameters: {', '.join(sorted(known)) or 'none'}; timeouts and TLS are "
-            "set with store.timeout and store.tls_*",
+            f"store URL {redact_url(url)} cannot be parsed", hint=f"write it as {form}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class _Authority:
+    """A cluster's or Sentinel URL's user information and its comma-separated nodes."""
+
+    username: str | None
+    password: str | None = field(repr=False)
+    nodes: tuple[tuple[str, int], ...]
+
+
+def _authority(url: str, form: str, missing: str) -> _Authority:
+    userinfo, _, hosts = _split(url, form).netloc.rpartition("@")
+    username, _, password = userinfo.partition(":")
+    nodes = tuple(_host_port(url, item, form) for item in hosts.split(",") if item)
+    if not nodes:
+        raise ConfigError(
+            f"store URL {redact_url(url)} names no {missing}", hint=f"write it as {form}"
         )
+    return _Authority(unquote(username) or None, unquote(password) or None, nodes)
 
 
 def _cluster(url: str, *, tls: bool) -> StoreUrl:
-    _check_params(url, frozenset())  # credentials go in the user information
-    parts = urlsplit(url)
-    userinfo, _, hosts = parts.netloc.rpartition("@")
-    username, _, password = userinfo.partition(":")
-    nodes = tuple(_host_port(url, item) for item in hosts.split(",") if item)
-    if not nodes:
-        raise ConfigError(f"store URL {redact_url(url)} names no cluster nodes")
+    _params(url, frozenset(), CLUSTER_FORM)  # credentials go in the user information
+    found = _authority(url, CLUSTER_FORM, "cluster nodes")
     return StoreUrl(
         "redis-cluster",
         url,
-        nodes=nodes,
-        username=unquote(username) or None,
-        password=unquote(password) or None,
+        nodes=found.nodes,
+        username=found.username,
+        password=found.password,
         tls=tls,
     )
 
@@ -166,25 +195,20 @@ def _sentinel(url: str, *, tls: bool) -> StoreUrl:
     often run without AUTH, or with credentials of their own: those come from the
     `sentinel_username` / `sentinel_password` parameters, never from the data nodes' pair.
     """
-    try:
-        parts = urlsplit(url)
-    except ValueError:  # an unbalanced [ in an IPv6 address
-        raise _sentinel_error(url, "cannot be parsed") from None
-    userinfo, _, hosts = parts.netloc.rpartition("@")
-    username, _, password = userinfo.partition(":")
-    nodes = tuple(_host_port(url, item, SENTINEL_FORM) for item in hosts.split(",") if item)
-    if not nodes:
-        raise _sentinel_error(url, "names no sentinels")
-    service = unquote(parts.path.removeprefix("/"))
+    found = _authority(url, SENTINEL_FORM, "sentinels")
+    service = unquote(_split(url, SENTINEL_FORM).path.removeprefix("/"))
     if not service or "/" in service or any(c.isspace() for c in service):
-        raise _sentinel_error(url, "must name one Sentinel service after the hosts")
-    params = _sentinel_params(url, parts.query)
+        raise ConfigError(
+            f"store URL {redact_url(url)} must name one Sentinel service after the hosts",
+            hint=f"write it as {SENTINEL_FORM}",
+        )
+    params = _params(url, _SENTINEL_PARAMS, SENTINEL_FORM)
     return StoreUrl(
         "redis-sentinel",
         url,
-        nodes=nodes,
-        username=unquote(username) or None,
-        password=unquote(password) or None,
+        nodes=found.nodes,
+        username=found.username,
+        password=found.password,
         tls=tls,
         service=service,
         db=_database(url, params.get("db", "0")),
@@ -193,34 +217,16 @@ def _sentinel(url: str, *, tls: bool) -> StoreUrl:
     )
 
 
-def _sentinel_params(url: str, query: str) -> dict[str, str]:
-    """The query's parameters, each known and given once: a typo must not pass unseen."""
-    pairs = parse_qsl(query, keep_blank_values=True)
-    for name, _ in pairs:
-        if name not in _SENTINEL_PARAMS:
-            raise _sentinel_error(url, f"has an unknown parameter {name!r}")
-    params = dict(pairs)
-    if len(params) < len(pairs):
-        raise _sentinel_error(url, "gives a parameter twice")
-    return params
-
-
 def _database(url: str, value: str) -> int:
     if not (value.isascii() and value.isdigit()):
-        raise _sentinel_error(url, f"db={value!r} is not a database number (0, 1, ...)")
+        raise ConfigError(
+            f"store URL {redact_url(url)}: db={value!r} is not a database number (0, 1, ...)",
+            hint=f"write it as {SENTINEL_FORM}",
+        )
     return int(value)
 
 
-def _sentinel_error(url: str, problem: str) -> ConfigError:
-    return ConfigError(
-        f"store URL {redact_url(url)} {problem}",
-        hint=f"write it as {SENTINEL_FORM} (parameters: {', '.join(_SENTINEL_PARAMS)})",
-    )
-
-
-def _host_port(
-    url: str, item: str, form: str = "redis+cluster://host:7000,host:7001"
-) -> tuple[str, int]:
+def _host_port(url: str, item: str, form: str) -> tuple[str, int]:
     host, _, port = item.rpartition(":")
     if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ConfigError(
