@@ -11,7 +11,7 @@ folder, the store at the bench's Redis under a fresh key prefix, and the server'
 and token audience at its URL. The folder's config gives the `user` role a rate limit of
 10**9 refilling at 10**9 a second, so no call is ever refused (yet every call is still
 charged, one Lua script on Redis), and holds an HS256 secret as `mcpsec config init` writes
-one. Unguarded: the same four tools, with the same bodies and the example's own constants,
+one. Unguarded: the example's own four tools (its `add_tools`, no permissions declared),
 on a plain `MCPServer("mcpsec-example", log_level="WARNING")` with no auth, serving
 `server.streamable_http_app()` (this script's hidden `--serve-plain` mode).
 
@@ -134,51 +134,14 @@ def load_example() -> ModuleType:
 
 
 def serve_plain(port: int, sandbox: Path) -> int:
-    """The unguarded server (`--serve-plain PORT`): the example's four tools, same bodies, on
-    a plain MCPServer with no auth, under uvicorn as the example runs."""
+    """The unguarded server (`--serve-plain PORT`): the example's own four tools, with no
+    permissions declared, on a plain MCPServer with no auth, under uvicorn as the example
+    runs."""
     import uvicorn
     from mcp.server.mcpserver import MCPServer
-    from mcp.server.mcpserver.exceptions import ToolError
 
-    example = load_example()
-    forecasts, users, inside = example.FORECASTS, example.USERS, example.inside
-    max_read, max_write = example.MAX_READ, example.MAX_WRITE
     server = MCPServer("mcpsec-example", log_level="WARNING")
-    root = sandbox.resolve()
-
-    @server.tool()
-    def get_weather(city: str) -> str:
-        """Today's weather in a city."""
-        return str(forecasts.get(city.strip().lower(), "no forecast for that city"))
-
-    @server.tool()
-    def read_file(path: str) -> str:
-        """A text file from the sandbox folder."""
-        target: Path = inside(root, path)
-        if not target.is_file():
-            raise ToolError(f"no file {path!r}")
-        if target.stat().st_size > max_read:
-            raise ToolError(f"{path!r} is larger than {max_read} bytes")
-        return target.read_text(encoding="utf-8", errors="replace")
-
-    @server.tool()
-    def write_file(path: str, text: str) -> str:
-        """Write a text file into the sandbox folder."""
-        data = text.encode("utf-8")
-        if len(data) > max_write:
-            raise ToolError(f"at most {max_write} bytes may be written")
-        target: Path = inside(root, path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if not target.parent.resolve().is_relative_to(root):
-            raise ToolError(f"{path!r} is outside the sandbox")
-        target.write_bytes(data)
-        return f"wrote {len(data)} bytes to {path}"
-
-    @server.tool()
-    def list_users() -> list[str]:
-        """Everyone who has an account."""
-        return list(users)
-
+    load_example().add_tools(server, sandbox)
     uvicorn.run(server.streamable_http_app(), host="127.0.0.1", port=port, log_level="warning")
     return 0
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import uvicorn
 from mcp.server.mcpserver import MCPServer
@@ -30,6 +31,7 @@ MAX_READ: Final = 1024 * 1024  # bytes a read_file returns at most
 MAX_WRITE: Final = 64 * 1024  # bytes a write_file may store
 FORECASTS: Final = {"london": "rain, 12°C", "paris": "sun, 18°C", "tokyo": "cloudy, 16°C"}
 USERS: Final = ["alice", "bob", "carol"]
+Tool = Callable[..., Any]  # a tool function, as the guard's decorator takes and returns it
 
 
 def inside(sandbox: Path, relative: str) -> Path:
@@ -45,15 +47,30 @@ def inside(sandbox: Path, relative: str) -> Path:
 
 def build_server(guard: Guard, sandbox: Path) -> MCPServer:
     server = MCPServer("mcpsec-example", log_level="WARNING", **auth_options(guard))
+    add_tools(server, sandbox, guard.requires)
+    return server
+
+
+def _open_to_all(permission: str) -> Callable[[Tool], Tool]:
+    return lambda function: function
+
+
+def add_tools(
+    server: MCPServer,
+    sandbox: Path,
+    requires: Callable[[str], Callable[[Tool], Tool]] = _open_to_all,
+) -> None:
+    """The four tools, each with the permission it needs declared through `requires` (the
+    guard's decorator; by default none, for the unguarded server bench/mcp_server.py runs)."""
     root = sandbox.resolve()
 
-    @guard.requires("weather:read")
+    @requires("weather:read")
     @server.tool()
     def get_weather(city: str) -> str:
         """Today's weather in a city."""
         return FORECASTS.get(city.strip().lower(), "no forecast for that city")
 
-    @guard.requires("files:read")
+    @requires("files:read")
     @server.tool()
     def read_file(path: str) -> str:
         """A text file from the sandbox folder."""
@@ -64,7 +81,7 @@ def build_server(guard: Guard, sandbox: Path) -> MCPServer:
             raise ToolError(f"{path!r} is larger than {MAX_READ} bytes")
         return target.read_text(encoding="utf-8", errors="replace")
 
-    @guard.requires("files:write")
+    @requires("files:write")
     @server.tool()
     def write_file(path: str, text: str) -> str:
         """Write a text file into the sandbox folder."""
@@ -80,13 +97,11 @@ def build_server(guard: Guard, sandbox: Path) -> MCPServer:
         target.write_bytes(data)
         return f"wrote {len(data)} bytes to {path}"
 
-    @guard.requires("admin:users")
+    @requires("admin:users")
     @server.tool()
     def list_users() -> list[str]:
         """Everyone who has an account."""
         return USERS
-
-    return server
 
 
 def main(argv: list[str] | None = None) -> int:
